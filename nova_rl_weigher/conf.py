@@ -1,0 +1,184 @@
+"""Configuration options of the learned weigher, group ``[rl_weigher]``.
+
+The options live on oslo.config's global ``CONF``, which is the object
+nova-scheduler parses ``nova.conf`` into, so operators configure the weigher
+in the same file as the rest of the scheduler. Options marked mutable are
+re-read on every weighing call, so ``SIGHUP`` (nova-scheduler calls
+``CONF.mutate_config_files()``) takes effect without a restart.
+"""
+
+import os
+
+from oslo_config import cfg
+
+GROUP = 'rl_weigher'
+
+DEFAULT_POLICY_PATH = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), 'policies', 'default')
+
+rl_weigher_group = cfg.OptGroup(
+    GROUP,
+    title='Learned host weigher options',
+    help="""
+Options for ``nova_rl_weigher.weigher.RLWeigher``, a host weigher that asks a
+local learned policy to rank the hosts that passed the scheduler filters.
+Enable it after Nova's own weighers::
+
+    [filter_scheduler]
+    weight_classes = nova.scheduler.weights.all_weighers,nova_rl_weigher.weigher.RLWeigher
+
+The weigher abstains (Nova's standard weights decide) whenever it is not in
+``gated`` mode, the policy is not confident, or anything goes wrong.
+""")
+
+rl_weigher_opts = [
+    cfg.StrOpt(
+        'mode',
+        default='shadow',
+        choices=[
+            ('off', 'Do nothing: no inference, no decision log.'),
+            ('shadow', 'Score every request and log the decision, but never '
+                       'change the placement.'),
+            ('gated', 'Apply the policy when it is confident; otherwise '
+                      'abstain.'),
+        ],
+        mutable=True,
+        help='How the learned policy takes part in host weighing.'),
+    cfg.StrOpt(
+        'policy_path',
+        default=DEFAULT_POLICY_PATH,
+        sample_default='<python site-packages>/nova_rl_weigher/policies/'
+                       'default',
+        mutable=True,
+        help="""
+Directory holding the policy artifact (``manifest.json`` and the weights
+file). The artifact is verified before use and reloaded when it changes on
+disk; an invalid new artifact leaves the previous one in service. The default
+is the small policy bundled with the package.
+"""),
+    cfg.FloatOpt(
+        'confidence_threshold',
+        default=0.8,
+        min=0.0,
+        max=1.0,
+        mutable=True,
+        help="""
+Minimum confidence (agreement of the ensemble members on the best host, 0 to
+1) for the policy to take part in ``gated`` mode. Below it the weigher
+abstains.
+"""),
+    cfg.FloatOpt(
+        'weight_multiplier',
+        default=10.0,
+        mutable=True,
+        help="""
+Multiplier for the policy's normalised score (0 to 1). Nova's own resource
+weighers each contribute at most their multiplier (1.0 by default), so the
+default of 10.0 lets a confident policy lead the ordinary weighers while
+``build_failure_weight_multiplier`` (1000000.0) still dominates. Can be
+overridden per host aggregate with the metadata key ``rl_weight_multiplier``.
+"""),
+    cfg.StrOpt(
+        'usage_snapshot_path',
+        default='',
+        mutable=True,
+        help="""
+JSON file with recent actual usage per host and per project, written
+atomically by the trainer (``nova-rl-trainer``). Empty: no usage data, the
+usage features are marked absent. If set but missing, unreadable or older than
+``snapshot_max_age_s``, the policy's confidence is zero and the weigher
+abstains.
+"""),
+    cfg.IntOpt(
+        'snapshot_max_age_s',
+        default=900,
+        min=1,
+        mutable=True,
+        help='Age in seconds after which the usage snapshot is stale.'),
+    cfg.FloatOpt(
+        'latency_budget_ms',
+        default=20.0,
+        min=0.0,
+        mutable=True,
+        help="""
+Budget in milliseconds for building features and running the policy for one
+request. A result that took longer is discarded and the weigher abstains.
+"""),
+    cfg.StrOpt(
+        'decision_log_dir',
+        default='',
+        mutable=True,
+        help="""
+Directory for the decision log: one JSON line per weighing call, written by a
+background thread to rotating files with a bounded total size. Empty disables
+the log. This is what ``nova-rl-trainer`` learns from and what an operator
+reads in ``shadow`` mode.
+"""),
+    cfg.FloatOpt(
+        'canary_percent',
+        default=100.0,
+        min=0.0,
+        max=100.0,
+        mutable=True,
+        help="""
+Share of requests, chosen by a stable hash of the instance UUID, for which
+``gated`` mode may apply the policy. The others are scored and logged like
+``shadow`` mode.
+"""),
+    cfg.FloatOpt(
+        'policy_check_interval_s',
+        default=5.0,
+        min=0.0,
+        mutable=True,
+        help="""
+How often, at most, to check the policy artifact on disk for changes. 0
+checks on every request (a stat call).
+"""),
+    cfg.IntOpt(
+        'decision_log_max_mb',
+        default=512,
+        min=1,
+        mutable=True,
+        help="""
+Upper bound on the disk the decision log may use, in MiB, over all its files
+in ``decision_log_dir``. The oldest rotated files are deleted first.
+"""),
+    cfg.IntOpt(
+        'decision_log_file_mb',
+        default=64,
+        min=1,
+        mutable=True,
+        help='Size in MiB at which a decision log file is rotated.'),
+    cfg.IntOpt(
+        'decision_log_queue_size',
+        default=1000,
+        min=1,
+        help="""
+Number of decisions waiting to be written before new ones are dropped (and
+counted) rather than slowing scheduling down.
+"""),
+    cfg.IntOpt(
+        'explain_top_k',
+        default=3,
+        min=0,
+        mutable=True,
+        help="""
+Number of top-ranked hosts for which the decision log records the features
+that moved the policy's score most (a short "why this host").
+"""),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the ``[rl_weigher]`` options on ``conf`` (idempotent)."""
+    conf.register_group(rl_weigher_group)
+    conf.register_opts(rl_weigher_opts, group=rl_weigher_group)
+
+
+def list_opts():
+    """Options for ``oslo-config-generator`` (entry point ``oslo.config.opts``)."""
+    return [(rl_weigher_group, rl_weigher_opts)]
+
+
+CONF = cfg.CONF
+register_opts(CONF)

@@ -1,0 +1,278 @@
+"""The scoring core: features -> policy -> gate -> weights, without Nova.
+
+:class:`Scorer` takes host and request views, runs the policy, decides with
+the gate whether to apply or abstain, queues a decision record and returns
+the weights. It never raises: any failure is logged (rate-limited), counted
+and turned into an abstention, because an exception in a weigher puts the
+instance in ERROR. The Nova adapter (:mod:`nova_rl_weigher.weigher`) only
+converts Nova's objects into views.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import threading
+import time
+import weakref
+import zlib
+from typing import Any, Sequence
+
+import numpy as np
+from oslo_log import log as logging
+
+from nova_rl_weigher import decision_log
+from nova_rl_weigher import features
+from nova_rl_weigher import gate
+from nova_rl_weigher import policy_store
+from nova_rl_weigher import snapshot
+
+LOG = logging.getLogger(__name__)
+
+ERROR_LOG_INTERVAL_S = 60.0
+
+
+@dataclasses.dataclass(slots=True)
+class Settings:
+    """The options one call uses, read once so a SIGHUP mid-call is harmless."""
+
+    mode: str = 'shadow'
+    policy_path: str = ''
+    confidence_threshold: float = 0.8
+    usage_snapshot_path: str = ''
+    snapshot_max_age_s: float = 900.0
+    latency_budget_ms: float = 20.0
+    decision_log_dir: str = ''
+    canary_percent: float = 100.0
+    policy_check_interval_s: float = 5.0
+    decision_log_max_mb: int = 512
+    decision_log_file_mb: int = 64
+    decision_log_queue_size: int = 1000
+    explain_top_k: int = 3
+
+    @classmethod
+    def from_conf(cls, group: Any) -> 'Settings':
+        return cls(**{f.name: getattr(group, f.name)
+                      for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    weights: list[float]
+    applied: bool
+    reason: str
+    confidence: float = 0.0
+
+
+def in_canary(instance_uuid: str, percent: float) -> bool:
+    """Stable choice: the same instance is always in or out (retries too)."""
+    if percent >= 100.0:
+        return True
+    if percent <= 0.0:
+        return False
+    bucket = zlib.crc32(instance_uuid.encode('utf-8')) % 10000
+    return bucket < percent * 100.0
+
+
+class RateLimitedLog:
+    """Logs each kind of error at most once per interval, with a count."""
+
+    def __init__(self, interval_s: float = ERROR_LOG_INTERVAL_S) -> None:
+        self._interval = interval_s
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._suppressed: collections.Counter = collections.Counter()
+
+    def error(self, kind: str, msg: str, *args: Any,
+              exc_info: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self._interval:
+                self._suppressed[kind] += 1
+                return
+            self._last[kind] = now
+            suppressed = self._suppressed.pop(kind, 0)
+        if suppressed:
+            msg += ' (%d similar errors suppressed)' % suppressed
+        LOG.error(msg, *args, exc_info=exc_info)
+
+
+class Scorer:
+    """Thread-safe: one instance serves every scheduler thread of a process."""
+
+    def __init__(self) -> None:
+        self.policies = policy_store.PolicyStore()
+        self.snapshots = snapshot.SnapshotCache()
+        self.decisions = decision_log.DecisionLog(on_drop=self._count_drop)
+        self.errors = RateLimitedLog()
+        self._stats_lock = threading.Lock()
+        self._stats: collections.Counter = collections.Counter()
+        # nova-scheduler creates its weighers, then forks workers. A lock
+        # held by another thread at fork time would stay held forever in
+        # the child, so every lock is replaced there.
+        ref = weakref.ref(self)
+        os.register_at_fork(
+            after_in_child=lambda: ref() is not None and ref()._after_fork())
+
+    def _after_fork(self) -> None:
+        self._stats_lock = threading.Lock()
+        self.errors._lock = threading.Lock()
+        self.policies._lock = threading.Lock()
+        self.snapshots._lock = threading.Lock()
+        self.decisions._lock = threading.Lock()
+
+    # -- counters ---------------------------------------------------------
+    def _count(self, *keys: str) -> None:
+        with self._stats_lock:
+            for key in keys:
+                self._stats[key] += 1
+
+    def _count_drop(self, reason: str) -> None:
+        self._count('decision_log_dropped', f'decision_log_dropped.{reason}')
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters since start: calls, applied, abstained.<reason>, errors."""
+        with self._stats_lock:
+            return dict(self._stats)
+
+    # -- the call ---------------------------------------------------------
+    def weigh(self, hosts: Sequence[features.HostView],
+              request: features.RequestView, settings: Settings) -> Outcome:
+        """Weights for ``hosts`` (zeros when abstaining). Never raises."""
+        try:
+            return self._weigh(hosts, request, settings)
+        except Exception:  # noqa: BLE001 - must never escape into Nova
+            self._count('calls', 'errors', f'abstained.{gate.ERROR}')
+            self.errors.error('weigh', 'rl_weigher: scoring failed, '
+                              'abstaining', exc_info=True)
+            return Outcome([0.0] * len(hosts), False, gate.ERROR)
+
+    def _weigh(self, hosts: Sequence[features.HostView],
+               request: features.RequestView, settings: Settings) -> Outcome:
+        n = len(hosts)
+        zeros = [0.0] * n
+        if settings.mode == 'off':
+            return Outcome(zeros, False, 'mode_off')
+        started = time.perf_counter()
+        wall = time.time()
+        policy = self.policies.get(settings.policy_path,
+                                   settings.policy_check_interval_s)
+        usage, snap_status, snap_detail = self.snapshots.get(
+            settings.usage_snapshot_path, settings.snapshot_max_age_s, wall)
+        x = features.build_matrix(hosts, request, usage)
+        scores = None
+        detail = ''
+        if policy is None:
+            assessment = gate.Assessment(0.0, 0, gate.POLICY_UNAVAILABLE,
+                                         self.policies.error)
+        else:
+            try:
+                scores = policy.score(x)
+            except Exception as e:  # noqa: BLE001
+                self._count('errors')
+                self.errors.error('policy', 'rl_weigher: policy %s failed: '
+                                  '%s', policy.version, e, exc_info=True)
+                assessment = gate.Assessment(0.0, 0, gate.ERROR, str(e))
+            else:
+                assessment = gate.assess(policy, x, scores, snap_status,
+                                         snap_detail)
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+
+        # The verdict is what gated mode would do; shadow mode records it
+        # so an operator can read what the policy would have changed.
+        if assessment.reason:
+            verdict, detail = assessment.reason, assessment.detail
+        elif elapsed_ms > settings.latency_budget_ms:
+            verdict = gate.OVER_LATENCY_BUDGET
+            detail = (f'{elapsed_ms:.3f} ms > '
+                      f'{settings.latency_budget_ms} ms')
+        elif assessment.confidence < settings.confidence_threshold:
+            verdict = gate.LOW_CONFIDENCE
+            detail = (f'{assessment.confidence:.2f} < '
+                      f'{settings.confidence_threshold}')
+        elif not in_canary(request.instance_uuid, settings.canary_percent):
+            verdict = gate.OUTSIDE_CANARY
+        else:
+            verdict = gate.APPLIED
+        reason = verdict if settings.mode == 'gated' else gate.MODE_SHADOW
+        applied = reason == gate.APPLIED
+        if verdict in (gate.POLICY_UNAVAILABLE, gate.SNAPSHOT_UNAVAILABLE,
+                       gate.SNAPSHOT_STALE, gate.OVER_LATENCY_BUDGET):
+            self.errors.error(verdict, 'rl_weigher: policy not usable: %s: '
+                              '%s', verdict, detail)
+        weights = gate.normalised_weights(scores) if applied else zeros
+        self._count('calls', 'applied' if applied else f'abstained.{reason}')
+
+        if settings.decision_log_dir:
+            self._log(settings, hosts, request, x, scores, policy, weights,
+                      assessment, reason, verdict, detail, wall, elapsed_ms)
+        return Outcome(weights, applied, reason, assessment.confidence)
+
+    # -- the decision record ----------------------------------------------
+    def _log(self, settings: Settings, hosts, request, x, scores, policy,
+             weights, assessment, reason, verdict, detail, wall,
+             elapsed_ms) -> None:
+        names = [h.name for h in hosts]
+        nova_weights = [h.nova_weight for h in hosts]
+        top_k = settings.explain_top_k
+        mode = settings.mode
+
+        def make_record() -> dict:
+            mean = scores.mean(axis=0) if scores is not None else None
+            rows = [[v if np.isfinite(v) else None for v in row]
+                    for row in x.tolist()]
+            host_records = []
+            for i, name in enumerate(names):
+                host_records.append({
+                    'host': name,
+                    'features': rows[i],
+                    'nova_weight': _finite_or_none(nova_weights[i]),
+                    'score': _finite_or_none(mean[i]) if mean is not None
+                    else None,
+                    'weight': weights[i],
+                })
+            why = []
+            if mean is not None and top_k and np.isfinite(mean).all():
+                top = [int(i) for i in np.argsort(-mean)[:top_k]]
+                for i, effects in zip(top, policy.explain(x, top)):
+                    why.append({'host': names[i], 'features': [
+                        {'feature': features.FEATURE_NAMES[j],
+                         'value': rows[i][j], 'effect': effect}
+                        for j, effect in effects]})
+            return {
+                'time': wall,
+                'instance_uuid': request.instance_uuid,
+                'project_id': request.project_id,
+                'flavor': {'name': request.flavor_name,
+                           'vcpus': request.vcpus,
+                           'memory_mb': request.memory_mb,
+                           'disk_gb': request.disk_gb},
+                'mode': mode,
+                'policy_version': policy.version if policy else None,
+                'feature_schema': features.SCHEMA_HASH,
+                'feature_names': list(features.FEATURE_NAMES),
+                'confidence': assessment.confidence,
+                'gate': {'outcome': 'applied' if reason == gate.APPLIED
+                         else 'abstained', 'reason': reason,
+                         'verdict': verdict, 'detail': detail},
+                'latency_ms': elapsed_ms,
+                'hosts': host_records,
+                'why': why,
+            }
+
+        self.decisions.submit(
+            make_record, settings.decision_log_dir,
+            settings.decision_log_file_mb * 1024 * 1024,
+            settings.decision_log_max_mb * 1024 * 1024,
+            settings.decision_log_queue_size)
+
+    def flush_decision_log(self, timeout: float = 10.0) -> bool:
+        return self.decisions.flush(timeout)
+
+
+def _finite_or_none(value: float) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
