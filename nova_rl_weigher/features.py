@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -136,86 +135,154 @@ class UsageLookup:
 NO_USAGE = UsageLookup()
 
 
-def _safe_div(num: float, den: float) -> float:
-    return num / den if den > 0 else 0.0
+#: Per-host input columns of :class:`HostColumns`, in the order of the
+#: tuple :func:`build_matrix` extracts from each :class:`HostView`.
+HOST_COLUMNS: tuple[str, ...] = (
+    'vcpus_total', 'vcpus_used', 'ram_total_mb', 'ram_free_mb',
+    'disk_total_gb', 'disk_free_mb', 'cpu_allocation_ratio',
+    'ram_allocation_ratio', 'disk_allocation_ratio', 'num_instances',
+    'num_io_ops', 'failed_builds', 'nova_weight')
+USAGE_COLUMNS: tuple[str, ...] = (
+    'usage_present', 'cpu_util_mean', 'cpu_util_p95', 'mem_util_mean',
+    'mem_util_p95')
 
 
-def _log2(x: float) -> float:
-    return math.log2(x) if x > 0 else 0.0
+@dataclasses.dataclass(slots=True)
+class HostColumns:
+    """Candidate hosts as float64 columns, one entry per host.
+
+    The simulator keeps its cluster in this form and passes the rows of the
+    candidates (``columns.take(idx)``); the weigher builds it from Nova's host
+    states. Usage columns are 0 where no measurement exists, with
+    ``usage_present`` saying which.
+    """
+
+    vcpus_total: np.ndarray
+    vcpus_used: np.ndarray
+    ram_total_mb: np.ndarray
+    ram_free_mb: np.ndarray
+    disk_total_gb: np.ndarray
+    disk_free_mb: np.ndarray
+    cpu_allocation_ratio: np.ndarray
+    ram_allocation_ratio: np.ndarray
+    disk_allocation_ratio: np.ndarray
+    num_instances: np.ndarray
+    num_io_ops: np.ndarray
+    failed_builds: np.ndarray
+    nova_weight: np.ndarray
+    usage_present: np.ndarray
+    cpu_util_mean: np.ndarray
+    cpu_util_p95: np.ndarray
+    mem_util_mean: np.ndarray
+    mem_util_p95: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.vcpus_total.shape[0])
+
+    def take(self, index: np.ndarray) -> 'HostColumns':
+        return HostColumns(*(getattr(self, f)[index]
+                             for f in HOST_COLUMNS + USAGE_COLUMNS))
+
+    @classmethod
+    def from_views(cls, hosts: Sequence[HostView],
+                   usage: 'UsageLookup') -> 'HostColumns':
+        base = np.array([(h.vcpus_total, h.vcpus_used, h.ram_total_mb,
+                          h.ram_free_mb, h.disk_total_gb, h.disk_free_mb,
+                          h.cpu_allocation_ratio, h.ram_allocation_ratio,
+                          h.disk_allocation_ratio, h.num_instances,
+                          h.num_io_ops, h.failed_builds, h.nova_weight)
+                         for h in hosts], dtype=np.float64)
+        use = np.zeros((len(hosts), len(USAGE_COLUMNS)))
+        if usage.hosts:
+            for i, h in enumerate(hosts):
+                hu = usage.hosts.get(h.name)
+                if hu is not None:
+                    use[i] = (1.0, hu.cpu_util_mean, hu.cpu_util_p95,
+                              hu.mem_util_mean, hu.mem_util_p95)
+        return cls(*base.T, *use.T)
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den <= 0 (a host reporting no capacity)."""
+    ok = den > 0
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape),
+                     where=ok)
+
+
+def _log2(x: np.ndarray) -> np.ndarray:
+    return np.log2(x, out=np.zeros(x.shape), where=x > 0)
+
+
+def compute_matrix(c: HostColumns, request: RequestView,
+                   project_cpu_ratio: float | None = None) -> np.ndarray:
+    """The feature matrix for hosts given as columns (vectorised core).
+
+    ``project_cpu_ratio`` is the requesting project's measured used/allocated
+    CPU ratio, or None when unknown. Non-finite inputs are passed through on
+    purpose: the gate refuses a matrix that is not finite instead of
+    guessing a value.
+    """
+    n = len(c)
+    out = np.empty((n, NUM_FEATURES), dtype=np.float32)
+    if n == 0:
+        return out
+    req_vcpus = float(request.vcpus)
+    req_ram = float(request.memory_mb)
+    req_disk_mb = float(request.disk_gb) * 1024.0
+    project_present = 0.0 if project_cpu_ratio is None else 1.0
+    ratio = 1.0 if project_cpu_ratio is None else float(project_cpu_ratio)
+
+    disk_total_mb = c.disk_total_gb * 1024.0
+    ram_cap = c.ram_total_mb * c.ram_allocation_ratio
+    vcpu_cap = c.vcpus_total * c.cpu_allocation_ratio
+    disk_cap = disk_total_mb * c.disk_allocation_ratio
+    # Nova's free_ram_mb ignores the allocation ratio; capacity minus what
+    # is allocated is the headroom the RAM filter actually grants.
+    ram_free = ram_cap - (c.ram_total_mb - c.ram_free_mb)
+    vcpu_free = vcpu_cap - c.vcpus_used
+    disk_free = disk_cap - (disk_total_mb - c.disk_free_mb)
+    # Without measurements assume allocated vCPUs are fully busy: the
+    # conservative reading for hot-spot avoidance.
+    base_p95 = np.where(c.usage_present > 0, c.cpu_util_p95,
+                        _div(c.vcpus_used, c.vcpus_total))
+    i = FEATURE_INDEX
+    out[:, i['ram_free_frac']] = _div(ram_free, ram_cap)
+    out[:, i['ram_free_after_frac']] = _div(ram_free - req_ram, ram_cap)
+    out[:, i['vcpu_free_frac']] = _div(vcpu_free, vcpu_cap)
+    out[:, i['vcpu_free_after_frac']] = _div(vcpu_free - req_vcpus, vcpu_cap)
+    out[:, i['disk_free_frac']] = _div(disk_free, disk_cap)
+    out[:, i['disk_free_after_frac']] = _div(disk_free - req_disk_mb,
+                                             disk_cap)
+    out[:, i['log_vcpus_total']] = _log2(c.vcpus_total)
+    out[:, i['log_ram_total_gb']] = _log2(c.ram_total_mb / 1024.0)
+    out[:, i['log1p_instances']] = np.log1p(np.maximum(c.num_instances, 0))
+    out[:, i['log1p_io_ops']] = np.log1p(np.maximum(c.num_io_ops, 0))
+    out[:, i['log1p_failed_builds']] = np.log1p(
+        np.maximum(c.failed_builds, 0))
+    out[:, i['nova_weight']] = c.nova_weight
+    out[:, i['nova_weight_rel']] = c.nova_weight - c.nova_weight.max()
+    out[:, i['req_vcpu_frac']] = _div(np.full(n, req_vcpus), c.vcpus_total)
+    out[:, i['req_ram_frac']] = _div(np.full(n, req_ram), c.ram_total_mb)
+    out[:, i['req_disk_frac']] = _div(np.full(n, req_disk_mb), disk_total_mb)
+    out[:, i['usage_present']] = c.usage_present
+    out[:, i['cpu_util_mean']] = c.cpu_util_mean
+    out[:, i['cpu_util_p95']] = c.cpu_util_p95
+    out[:, i['mem_util_mean']] = c.mem_util_mean
+    out[:, i['mem_util_p95']] = c.mem_util_p95
+    out[:, i['project_ratio_present']] = project_present
+    out[:, i['project_cpu_ratio']] = ratio
+    out[:, i['cpu_p95_after']] = base_p95 + _div(
+        np.full(n, req_vcpus * ratio), c.vcpus_total)
+    return out
 
 
 def build_matrix(hosts: Sequence[HostView], request: RequestView,
                  usage: UsageLookup = NO_USAGE) -> np.ndarray:
-    """Return the ``(len(hosts), NUM_FEATURES)`` float32 feature matrix.
-
-    Hot path inside nova-scheduler: one Python tuple per host, converted to
-    numpy once. Non-finite inputs are passed through on purpose: the gate
-    refuses a matrix that is not finite instead of guessing a value.
-    """
+    """Return the ``(len(hosts), NUM_FEATURES)`` float32 feature matrix."""
     if not hosts:
         return np.zeros((0, NUM_FEATURES), dtype=np.float32)
-    req_vcpus = float(request.vcpus)
-    req_ram = float(request.memory_mb)
-    req_disk_mb = float(request.disk_gb) * 1024.0
-    ratio = usage.project_cpu_ratio.get(request.project_id)
-    project_present = 1.0 if ratio is not None else 0.0
-    project_ratio = float(ratio) if ratio is not None else 1.0
-    best_nova = max(h.nova_weight for h in hosts)
-    host_usage = usage.hosts
-    log1p = math.log1p
-
-    rows = []
-    append = rows.append
-    for h in hosts:
-        vcpus_total = h.vcpus_total
-        ram_total = h.ram_total_mb
-        disk_total_mb = h.disk_total_gb * 1024.0
-        ram_cap = ram_total * h.ram_allocation_ratio
-        vcpu_cap = vcpus_total * h.cpu_allocation_ratio
-        disk_cap = disk_total_mb * h.disk_allocation_ratio
-        # Nova's free_ram_mb ignores the allocation ratio; capacity minus
-        # allocated is the headroom the RAM filter actually grants.
-        ram_free = ram_cap - (ram_total - h.ram_free_mb)
-        vcpu_free = vcpu_cap - h.vcpus_used
-        disk_free = disk_cap - (disk_total_mb - h.disk_free_mb)
-        hu = host_usage.get(h.name)
-        if hu is not None:
-            present = 1.0
-            cpu_mean, cpu_p95 = hu.cpu_util_mean, hu.cpu_util_p95
-            mem_mean, mem_p95 = hu.mem_util_mean, hu.mem_util_p95
-            base_p95 = cpu_p95
-        else:
-            present = cpu_mean = cpu_p95 = mem_mean = mem_p95 = 0.0
-            # Without measurements assume allocated vCPUs are fully used:
-            # the conservative reading for hot-spot avoidance.
-            base_p95 = _safe_div(h.vcpus_used, vcpus_total)
-        append((
-            _safe_div(ram_free, ram_cap),
-            _safe_div(ram_free - req_ram, ram_cap),
-            _safe_div(vcpu_free, vcpu_cap),
-            _safe_div(vcpu_free - req_vcpus, vcpu_cap),
-            _safe_div(disk_free, disk_cap),
-            _safe_div(disk_free - req_disk_mb, disk_cap),
-            _log2(vcpus_total),
-            _log2(ram_total / 1024.0),
-            log1p(max(h.num_instances, 0.0)),
-            log1p(max(h.num_io_ops, 0.0)),
-            log1p(max(h.failed_builds, 0.0)),
-            h.nova_weight,
-            h.nova_weight - best_nova,
-            _safe_div(req_vcpus, vcpus_total),
-            _safe_div(req_ram, ram_total),
-            _safe_div(req_disk_mb, disk_total_mb),
-            present,
-            cpu_mean,
-            cpu_p95,
-            mem_mean,
-            mem_p95,
-            project_present,
-            project_ratio,
-            base_p95 + _safe_div(req_vcpus * project_ratio, vcpus_total),
-        ))
-    return np.array(rows, dtype=np.float32)
+    return compute_matrix(HostColumns.from_views(hosts, usage), request,
+                          usage.project_cpu_ratio.get(request.project_id))
 
 
 def schema_description() -> dict:
