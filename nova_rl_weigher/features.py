@@ -184,22 +184,40 @@ class HostColumns:
                              for f in HOST_COLUMNS + USAGE_COLUMNS))
 
     @classmethod
-    def from_views(cls, hosts: Sequence[HostView],
-                   usage: 'UsageLookup') -> 'HostColumns':
+    def from_arrays(cls, base: np.ndarray,
+                    usage: np.ndarray | None = None) -> 'HostColumns':
+        """From an ``(N, len(HOST_COLUMNS))`` array and optional usage
+        ``(N, len(USAGE_COLUMNS))`` array (no usage when omitted)."""
+        if usage is None:
+            usage = np.zeros((base.shape[0], len(USAGE_COLUMNS)))
+        return cls(*base.T, *usage.T)
+
+    @classmethod
+    def from_views(cls, hosts: Sequence[HostView]) -> 'HostColumns':
         base = np.array([(h.vcpus_total, h.vcpus_used, h.ram_total_mb,
                           h.ram_free_mb, h.disk_total_gb, h.disk_free_mb,
                           h.cpu_allocation_ratio, h.ram_allocation_ratio,
                           h.disk_allocation_ratio, h.num_instances,
                           h.num_io_ops, h.failed_builds, h.nova_weight)
                          for h in hosts], dtype=np.float64)
-        use = np.zeros((len(hosts), len(USAGE_COLUMNS)))
-        if usage.hosts:
-            for i, h in enumerate(hosts):
-                hu = usage.hosts.get(h.name)
-                if hu is not None:
-                    use[i] = (1.0, hu.cpu_util_mean, hu.cpu_util_p95,
-                              hu.mem_util_mean, hu.mem_util_p95)
-        return cls(*base.T, *use.T)
+        return cls.from_arrays(base.reshape(len(hosts), len(HOST_COLUMNS)))
+
+    def with_usage(self, names: Sequence[str],
+                   usage: 'UsageLookup') -> 'HostColumns':
+        """A copy whose usage columns come from ``usage`` by host name."""
+        if not usage.hosts:
+            return self
+        use = np.zeros((len(names), len(USAGE_COLUMNS)))
+        get = usage.hosts.get
+        for i, name in enumerate(names):
+            hu = get(name)
+            if hu is not None:
+                use[i] = (1.0, hu.cpu_util_mean, hu.cpu_util_p95,
+                          hu.mem_util_mean, hu.mem_util_p95)
+        return dataclasses.replace(
+            self, usage_present=use[:, 0], cpu_util_mean=use[:, 1],
+            cpu_util_p95=use[:, 2], mem_util_mean=use[:, 3],
+            mem_util_p95=use[:, 4])
 
 
 def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -281,7 +299,9 @@ def build_matrix(hosts: Sequence[HostView], request: RequestView,
     """Return the ``(len(hosts), NUM_FEATURES)`` float32 feature matrix."""
     if not hosts:
         return np.zeros((0, NUM_FEATURES), dtype=np.float32)
-    return compute_matrix(HostColumns.from_views(hosts, usage), request,
+    columns = HostColumns.from_views(hosts).with_usage(
+        [h.name for h in hosts], usage)
+    return compute_matrix(columns, request,
                           usage.project_cpu_ratio.get(request.project_id))
 
 

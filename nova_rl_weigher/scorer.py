@@ -139,20 +139,36 @@ class Scorer:
             return dict(self._stats)
 
     # -- the call ---------------------------------------------------------
-    def weigh(self, hosts: Sequence[features.HostView],
-              request: features.RequestView, settings: Settings) -> Outcome:
-        """Weights for ``hosts`` (zeros when abstaining). Never raises."""
+    def weigh_views(self, hosts: Sequence[features.HostView],
+                    request: features.RequestView,
+                    settings: Settings) -> Outcome:
+        """:meth:`weigh` for a list of host views. Never raises."""
         try:
-            return self._weigh(hosts, request, settings)
-        except Exception:  # noqa: BLE001 - must never escape into Nova
-            self._count('calls', 'errors', f'abstained.{gate.ERROR}')
-            self.errors.error('weigh', 'rl_weigher: scoring failed, '
-                              'abstaining', exc_info=True)
-            return Outcome([0.0] * len(hosts), False, gate.ERROR)
+            columns = features.HostColumns.from_views(hosts)
+            names = [h.name for h in hosts]
+        except Exception:  # noqa: BLE001
+            return self._failed(len(hosts))
+        return self.weigh(names, columns, request, settings)
 
-    def _weigh(self, hosts: Sequence[features.HostView],
+    def weigh(self, names: Sequence[str], columns: features.HostColumns,
+              request: features.RequestView, settings: Settings) -> Outcome:
+        """Weights for the hosts (zeros when abstaining). Never raises."""
+        try:
+            return self._weigh(names, columns, request, settings)
+        except Exception:  # noqa: BLE001 - must never escape into Nova
+            return self._failed(len(names))
+
+    def _failed(self, n: int) -> Outcome:
+        self._count('calls', 'errors', f'abstained.{gate.ERROR}')
+        self.errors.error('weigh', 'rl_weigher: scoring failed, abstaining',
+                          exc_info=True)
+        return Outcome([0.0] * n, False, gate.ERROR)
+
+    def _weigh(self, names: Sequence[str], columns: features.HostColumns,
                request: features.RequestView, settings: Settings) -> Outcome:
-        n = len(hosts)
+        n = len(names)
+        if len(columns) != n:
+            raise ValueError(f'{n} names for {len(columns)} hosts')
         zeros = [0.0] * n
         if settings.mode == 'off':
             return Outcome(zeros, False, 'mode_off')
@@ -162,7 +178,9 @@ class Scorer:
                                    settings.policy_check_interval_s)
         usage, snap_status, snap_detail = self.snapshots.get(
             settings.usage_snapshot_path, settings.snapshot_max_age_s, wall)
-        x = features.build_matrix(hosts, request, usage)
+        x = features.compute_matrix(
+            columns.with_usage(names, usage), request,
+            usage.project_cpu_ratio.get(request.project_id))
         scores = None
         detail = ''
         if policy is None:
@@ -207,16 +225,16 @@ class Scorer:
         self._count('calls', 'applied' if applied else f'abstained.{reason}')
 
         if settings.decision_log_dir:
-            self._log(settings, hosts, request, x, scores, policy, weights,
+            self._log(settings, names, columns, request, x, scores, policy,
+                      weights,
                       assessment, reason, verdict, detail, wall, elapsed_ms)
         return Outcome(weights, applied, reason, assessment.confidence)
 
     # -- the decision record ----------------------------------------------
-    def _log(self, settings: Settings, hosts, request, x, scores, policy,
-             weights, assessment, reason, verdict, detail, wall,
+    def _log(self, settings: Settings, names, columns, request, x, scores,
+             policy, weights, assessment, reason, verdict, detail, wall,
              elapsed_ms) -> None:
-        names = [h.name for h in hosts]
-        nova_weights = [h.nova_weight for h in hosts]
+        nova_weights = columns.nova_weight.tolist()
         top_k = settings.explain_top_k
         mode = settings.mode
 

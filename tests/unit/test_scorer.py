@@ -49,7 +49,7 @@ def settings(policy_path, **kw):
 
 def test_gated_confident_policy_is_applied(small_first):
     s = scorer_mod.Scorer()
-    out = s.weigh(hosts(), REQ, settings(small_first))
+    out = s.weigh_views(hosts(), REQ, settings(small_first))
     assert out.applied and out.reason == gate.APPLIED
     assert out.confidence == 1.0
     assert out.weights == [1.0, pytest.approx(0.5), 0.0]
@@ -72,7 +72,7 @@ def test_abstains_with_zero_weights(small_first, tmp_path, kw, reason):
             str(tmp_path / 'd'), {'log_vcpus_total': 1.0}, ensemble_size=4,
             agreement=False)
     s = scorer_mod.Scorer()
-    out = s.weigh(hosts(), REQ, settings(kw.pop('policy_path', small_first),
+    out = s.weigh_views(hosts(), REQ, settings(kw.pop('policy_path', small_first),
                                          **kw))
     assert not out.applied
     assert out.reason == reason
@@ -82,7 +82,7 @@ def test_abstains_with_zero_weights(small_first, tmp_path, kw, reason):
 
 def test_mode_off_does_nothing(small_first, tmp_path):
     s = scorer_mod.Scorer()
-    out = s.weigh(hosts(), REQ, settings(
+    out = s.weigh_views(hosts(), REQ, settings(
         small_first, mode='off', decision_log_dir=str(tmp_path / 'log')))
     assert out.weights == [0.0] * 3 and out.reason == 'mode_off'
     assert s.stats == {}
@@ -101,7 +101,7 @@ def test_a_policy_that_raises_is_contained(small_first, monkeypatch):
         raise RuntimeError('kaboom')
     monkeypatch.setattr(policy_mod.Policy, 'score', boom)
     s = scorer_mod.Scorer()
-    out = s.weigh(hosts(), REQ, settings(small_first))
+    out = s.weigh_views(hosts(), REQ, settings(small_first))
     assert not out.applied and out.reason == gate.ERROR
     assert out.weights == [0.0] * 3
     assert s.stats['errors'] == 1
@@ -109,7 +109,7 @@ def test_a_policy_that_raises_is_contained(small_first, monkeypatch):
 
 def test_nothing_escapes_even_for_garbage_input(small_first):
     s = scorer_mod.Scorer()
-    out = s.weigh([object()], REQ, settings(small_first))
+    out = s.weigh_views([object()], REQ, settings(small_first))
     assert out.weights == [0.0] and out.reason == gate.ERROR
 
 
@@ -121,26 +121,26 @@ def test_stale_and_fresh_snapshot(small_first, tmp_path):
     s = scorer_mod.Scorer()
     st = settings(small_first, usage_snapshot_path=path,
                   snapshot_max_age_s=600)
-    assert s.weigh(hosts(), REQ, st).reason == gate.SNAPSHOT_STALE
+    assert s.weigh_views(hosts(), REQ, st).reason == gate.SNAPSHOT_STALE
     snapshot.write(path, time.time(), {}, {})
-    assert s.weigh(hosts(), REQ, st).reason == gate.APPLIED
+    assert s.weigh_views(hosts(), REQ, st).reason == gate.APPLIED
 
 
 def test_hot_reload_swaps_valid_and_keeps_old_on_invalid(small_first,
                                                          tmp_path):
     s = scorer_mod.Scorer()
     st = settings(small_first)
-    assert s.weigh(hosts(), REQ, st).weights[0] == 1.0
+    assert s.weigh_views(hosts(), REQ, st).weights[0] == 1.0
     # A new valid artifact in place: the large host now wins.
     testing.make_linear_policy(small_first, {'log_vcpus_total': 1.0},
                                policy_version='large-first')
-    out = s.weigh(hosts(), REQ, st)
+    out = s.weigh_views(hosts(), REQ, st)
     assert out.weights[2] == 1.0
     assert s.policies.get(small_first, 0).version == 'large-first'
     # A broken replacement: the previous policy stays in service.
     with open(os.path.join(small_first, 'weights.npz'), 'wb') as f:
         f.write(b'garbage')
-    out = s.weigh(hosts(), REQ, st)
+    out = s.weigh_views(hosts(), REQ, st)
     assert out.applied and out.weights[2] == 1.0
     assert 'sha256' in s.policies.error
 
@@ -148,8 +148,8 @@ def test_hot_reload_swaps_valid_and_keeps_old_on_invalid(small_first,
 def test_switching_policy_path_to_a_broken_one_abstains(small_first,
                                                         tmp_path):
     s = scorer_mod.Scorer()
-    assert s.weigh(hosts(), REQ, settings(small_first)).applied
-    out = s.weigh(hosts(), REQ, settings(str(tmp_path / 'missing')))
+    assert s.weigh_views(hosts(), REQ, settings(small_first)).applied
+    out = s.weigh_views(hosts(), REQ, settings(str(tmp_path / 'missing')))
     assert out.reason == gate.POLICY_UNAVAILABLE
 
 
@@ -160,7 +160,7 @@ def test_check_interval_limits_stat_calls(small_first, monkeypatch):
                         lambda p: calls.append(p) or real(p))
     s = scorer_mod.Scorer()
     for _ in range(5):
-        s.weigh(hosts(), REQ, settings(small_first,
+        s.weigh_views(hosts(), REQ, settings(small_first,
                                        policy_check_interval_s=3600))
     assert len(calls) == 1
 
@@ -176,7 +176,7 @@ def read_log(directory):
 def test_decision_log_records_the_call(small_first, tmp_path):
     log_dir = str(tmp_path / 'log')
     s = scorer_mod.Scorer()
-    s.weigh(hosts(), REQ, settings(small_first, mode='shadow',
+    s.weigh_views(hosts(), REQ, settings(small_first, mode='shadow',
                                    decision_log_dir=log_dir))
     assert s.flush_decision_log()
     (rec,) = read_log(log_dir)
@@ -232,13 +232,13 @@ def test_works_in_a_forked_child(small_first, tmp_path):
     log_dir = str(tmp_path / 'log')
     s = scorer_mod.Scorer()
     st = settings(small_first, decision_log_dir=log_dir)
-    s.weigh(hosts(), REQ, st)          # thread started in the parent
+    s.weigh_views(hosts(), REQ, st)          # thread started in the parent
     s.flush_decision_log()
     pid = os.fork()
     if pid == 0:   # child: must log through its own new thread
         code = 1
         try:
-            out = s.weigh(hosts(), REQ, st)
+            out = s.weigh_views(hosts(), REQ, st)
             code = 0 if out.applied and s.flush_decision_log(10) else 2
         finally:
             os._exit(code)
@@ -258,7 +258,7 @@ def test_concurrent_calls_during_reloads(small_first):
             testing.make_linear_policy(
                 small_first, {'log_vcpus_total': -1.0 if i % 20 else 1.0},
                 policy_version=f'v{i}')
-        return s.weigh(hosts(), REQ, st)
+        return s.weigh_views(hosts(), REQ, st)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         outs = list(pool.map(work, range(200)))
