@@ -54,6 +54,16 @@ class Policy:
     range_tolerance: float
     manifest: dict
     version: str
+    # W1 of all members side by side, (F, K*H): the first layer of the whole
+    # ensemble as one matrix product instead of K broadcast ones.
+    _w1_flat: np.ndarray = dataclasses.field(init=False, repr=False)
+    _b1_flat: np.ndarray = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        k, f, h = self.params['W1'].shape
+        object.__setattr__(self, '_w1_flat', np.ascontiguousarray(
+            self.params['W1'].transpose(1, 0, 2).reshape(f, k * h)))
+        object.__setattr__(self, '_b1_flat', self.params['b1'].reshape(-1))
 
     @property
     def ensemble_size(self) -> int:
@@ -62,8 +72,10 @@ class Policy:
     def score(self, x: np.ndarray) -> np.ndarray:
         """Return the ``(K, N)`` scores of every member for ``N`` hosts."""
         p = self.params
+        k, _, h = p['W1'].shape
         z = (x - self.mean) / self.std
-        h1 = np.maximum(np.matmul(z, p['W1']) + p['b1'][:, None, :], 0.0)
+        h1 = np.maximum(z @ self._w1_flat + self._b1_flat, 0.0)
+        h1 = h1.reshape(-1, k, h).transpose(1, 0, 2)              # (K, N, H)
         context = h1.mean(axis=1)
         pre2 = (np.matmul(h1, p['W2'])
                 + (np.matmul(context[:, None, :], p['U2']) + p['b2'][:, None, :]))
@@ -75,24 +87,34 @@ class Policy:
         """Features that moved the mean score of each host in ``rows`` most.
 
         Occlusion: each feature of the host is replaced by its candidate-set
-        mean, with the other hosts unchanged, and the change in the ensemble's
-        mean score is recorded. Returns, per row, ``(feature index, effect)``
-        pairs sorted by absolute effect, where ``effect`` is how much the
-        feature's actual value raised (positive) or lowered the score.
+        mean, the others hosts unchanged, and the change in the ensemble's
+        mean score for that host is recorded. Returns, per row,
+        ``(feature index, effect)`` pairs sorted by absolute effect, where
+        ``effect`` is how much the feature's actual value raised (positive)
+        or lowered the score. Only the changed host's contribution to the
+        candidate-set context is recomputed, so the cost does not grow with
+        the number of hosts.
         """
+        p = self.params
         n, f = x.shape
-        base = self.score(x).mean(axis=0)
+        z = (x - self.mean) / self.std
+        h1 = np.maximum(np.matmul(z, p['W1']) + p['b1'][:, None, :], 0.0)
+        context = h1.mean(axis=1)                                  # (K, H)
         col_mean = x.mean(axis=0)
         out = []
         for row in rows:
-            effects = np.empty(f, dtype=np.float64)
-            for j in range(f):
-                if x[row, j] == col_mean[j]:
-                    effects[j] = 0.0
-                    continue
-                xp = x.copy()
-                xp[row, j] = col_mean[j]
-                effects[j] = base[row] - self.score(xp).mean(axis=0)[row]
+            variants = np.repeat(x[row][None, :], f + 1, axis=0)   # (F+1, F)
+            variants[np.arange(f), np.arange(f)] = col_mean
+            zv = (variants - self.mean) / self.std
+            h1v = np.maximum(np.matmul(zv, p['W1'])
+                             + p['b1'][:, None, :], 0.0)            # (K,F+1,H)
+            ctx = context[:, None, :] + (h1v - h1[:, row:row + 1, :]) / n
+            pre2 = (np.matmul(h1v, p['W2']) + np.matmul(ctx, p['U2'])
+                    + p['b2'][:, None, :])
+            s = (np.maximum(pre2, 0.0) * p['w3'][:, None, :]).sum(axis=2)
+            s = s.mean(axis=0)                    # ensemble mean, (F+1,)
+            effects = (s[f] - s[:f]).astype(np.float64)
+            effects[x[row] == col_mean] = 0.0
             order = np.argsort(-np.abs(effects))[:top_n]
             out.append([(int(j), float(effects[j])) for j in order
                         if effects[j] != 0.0])

@@ -117,3 +117,16 @@ def test_explain_names_the_feature_that_matters(tmp_path):
     j, effect = effects[0]
     assert features.FEATURE_NAMES[j] == 'ram_free_after_frac'
     assert effect > 0   # its low leftover RAM is why it won
+
+
+def test_fast_explain_equals_brute_force_occlusion(default_policy):
+    x = candidate_matrix(8, 9)
+    base = default_policy.score(x).mean(axis=0)
+    (fast,) = default_policy.explain(x, [4], top_n=features.NUM_FEATURES)
+    col_mean = x.mean(axis=0)
+    for j, effect in fast:
+        xp = x.copy()
+        xp[4, j] = col_mean[j]
+        brute = base[4] - default_policy.score(xp).mean(axis=0)[4]
+        assert effect == pytest.approx(brute, rel=1e-3, abs=1e-5)
+    assert len(fast) > 5
