@@ -10,12 +10,21 @@ own ``nova/tests/functional/__init__.py`` calls ``monkey_patch.patch()``
 with the eventlet default, and the two calls only agree when the choice comes
 from ``OS_NOVA_DISABLE_EVENTLET_PATCHING``, so it is set here unless the
 caller set it. Run with ``OS_NOVA_DISABLE_EVENTLET_PATCHING=0`` to run the
-same tests under eventlet.
+same tests under eventlet. ``nova.monkey_patch.is_patched()`` tells which
+mode a run used.
 """
 
 # autopep8: off
 import os  # noqa: E402
-os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
+import sys  # noqa: E402
+
+if 'eventlet' not in sys.modules:
+    os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', '1')
+# else: something imported eventlet before this package (e.g. unit test
+# modules collected first in the same pytest run import nova_rl_weigher,
+# which pulls in futurist -> eventlet). Native threading mode can no longer
+# be enforced then, so fall back to eventlet, like Nova's own functional
+# tests do by default.
 from nova import monkey_patch; monkey_patch.patch()  # noqa: E402,E702
 # autopep8: on
 

@@ -31,7 +31,6 @@ import time
 import fixtures
 import numpy as np
 from oslo_config import cfg
-from oslo_log import log as logging
 
 from nova import test
 from nova.tests import fixtures as nova_fixtures
@@ -40,7 +39,6 @@ from nova.tests.functional import integrated_helpers
 from nova.virt import fake
 
 CONF = cfg.CONF
-LOG = logging.getLogger(__name__)
 
 NOVA_WEIGHERS = 'nova.scheduler.weights.all_weighers'
 RL_WEIGHER = 'nova_rl_weigher.weigher.RLWeigher'
@@ -159,6 +157,24 @@ class PolicyArtifact:
         cls.write_manifest(path, manifest)
 
     @classmethod
+    def get_schema_hash(cls, path):
+        manifest = cls.read_manifest(path)
+        if 'schema_hash' in manifest:
+            return manifest['schema_hash']
+        return manifest['feature_schema']['hash']
+
+    @classmethod
+    def set_schema_hash(cls, path, value):
+        """Set the feature-schema hash (``feature_schema.hash`` in format 1,
+        or a top-level ``schema_hash``)."""
+        manifest = cls.read_manifest(path)
+        if 'schema_hash' in manifest:
+            manifest['schema_hash'] = value
+        else:
+            manifest['feature_schema']['hash'] = value
+        cls.write_manifest(path, manifest)
+
+    @classmethod
     def replace_weights_with_nan(cls, path):
         """Every float array in the weights file becomes NaN (same shapes).
 
@@ -215,9 +231,6 @@ class RLSchedulerTestBase(test.TestCase,
     microversion = 'latest'
 
     def setUp(self):
-        # nova.test's ConfFixture points [wsgi] api_paste_config at
-        # $state_path/etc/nova/api-paste.ini, i.e. inside the nova source
-        # tree; a pip-installed nova ships the file in <prefix>/etc/nova.
         super().setUp()
         self._set_api_paste_config()
 
@@ -267,6 +280,9 @@ class RLSchedulerTestBase(test.TestCase,
     # -- configuration ----------------------------------------------------
 
     def _set_api_paste_config(self):
+        # nova.test's ConfFixture points [wsgi] api_paste_config at
+        # $state_path/etc/nova/api-paste.ini, i.e. inside the nova source
+        # tree; a pip-installed nova ships the file in <prefix>/etc/nova.
         candidates = [
             os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini'),
             os.path.join(os.path.dirname(os.path.dirname(
