@@ -86,10 +86,26 @@ class DecisionLog:
             return False
         return done.wait(timeout)
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop the writer thread."""
+        with self._lock:
+            q, thread = self._queue, self._thread
+            if q is None or self._pid != os.getpid():
+                return
+            self._queue = self._thread = self._pid = None
+        try:
+            q.put((None, None, 0, 0), timeout=timeout)
+        except queue.Full:
+            return
+        thread.join(timeout)
+
     def _run(self, q: queue.Queue) -> None:
         writer = _RotatingWriter()
         while True:
             make_record, directory, file_bytes, total_bytes = q.get()
+            if make_record is None:     # close()
+                writer.close()
+                return
             if directory is None:
                 make_record()      # a flush marker
                 continue

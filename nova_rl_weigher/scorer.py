@@ -290,6 +290,10 @@ class Scorer:
     def flush_decision_log(self, timeout: float = 10.0) -> bool:
         return self.decisions.flush(timeout)
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush and stop the decision log thread (it restarts on use)."""
+        self.decisions.close(timeout)
+
 
 def _finite_or_none(value: float) -> float | None:
     value = float(value)

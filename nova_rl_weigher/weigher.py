@@ -159,3 +159,6 @@ class RLWeigher(weights.BaseHostWeigher):
 
     def flush_decision_log(self, timeout: float = 10.0) -> bool:
         return self.scorer.flush_decision_log(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self.scorer.close(timeout)

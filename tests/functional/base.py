@@ -257,6 +257,11 @@ class RLSchedulerTestBase(test.TestCase,
 
         self.start_service('conductor')
         self.scheduler_service = self.start_service('scheduler')
+        from nova_rl_weigher import weigher as rl_weigher_mod
+        for w in self.scheduler_service.manager.host_manager.weighers:
+            if isinstance(w, rl_weigher_mod.RLWeigher):
+                # Stop the decision log's writer thread with the test.
+                self.addCleanup(w.close)
 
         self.stub_out('nova.virt.driver.load_compute_driver',
                       _load_sized_compute_driver)

@@ -286,3 +286,18 @@ def test_snapshot_parsing_errors_and_partial_entries(tmp_path):
     bad.write_text('{not json')
     cache = snapshot.SnapshotCache()
     assert cache.get(str(bad), 60, time.time())[1] == snapshot.UNAVAILABLE
+
+
+def test_close_writes_pending_records_and_stops_the_thread(small_first,
+                                                          tmp_path):
+    log_dir = str(tmp_path / 'log')
+    s = scorer_mod.Scorer()
+    st = settings(small_first, decision_log_dir=log_dir)
+    for _ in range(3):
+        s.weigh_views(hosts(), REQ, st)
+    thread = s.decisions._thread
+    s.close()
+    assert not thread.is_alive()
+    assert len(read_log(log_dir)) == 3
+    s.weigh_views(hosts(), REQ, st)      # logging resumes on use
+    assert s.flush_decision_log() and len(read_log(log_dir)) == 4
