@@ -58,14 +58,16 @@ is the small policy bundled with the package.
 """),
     cfg.FloatOpt(
         'confidence_threshold',
-        default=0.8,
+        default=None,
         min=0.0,
         max=1.0,
         mutable=True,
         help="""
 Minimum confidence (agreement of the ensemble members on the best host, 0 to
 1) for the policy to take part in ``gated`` mode. Below it the weigher
-abstains.
+abstains. Unset: the threshold calibrated by the trainer and recorded in the
+policy's manifest (``calibration.confidence_threshold``), or 0.8 if the
+manifest has none.
 """),
     cfg.FloatOpt(
         'weight_multiplier',

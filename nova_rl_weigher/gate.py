@@ -32,6 +32,7 @@ OUTSIDE_CANARY = 'outside_canary'
 ERROR = 'error'
 
 TIE_TOLERANCE = 0.01
+DEFAULT_THRESHOLD = 0.8
 
 
 @dataclasses.dataclass(slots=True)
@@ -40,6 +41,18 @@ class Assessment:
     best: int
     reason: str = ''       # why confidence is zero, if it was forced to zero
     detail: str = ''
+
+
+def threshold_for(policy: Policy | None, configured: float | None) -> float:
+    """The operator's threshold if set, else the policy's calibrated one."""
+    if configured is not None:
+        return float(configured)
+    if policy is not None:
+        calibrated = (policy.manifest.get('calibration') or {}).get(
+            'confidence_threshold')
+        if isinstance(calibrated, (int, float)) and 0 <= calibrated <= 1:
+            return float(calibrated)
+    return DEFAULT_THRESHOLD
 
 
 def out_of_range(policy: Policy, x: np.ndarray) -> str:

@@ -39,7 +39,7 @@ class Settings:
 
     mode: str = 'shadow'
     policy_path: str = ''
-    confidence_threshold: float = 0.8
+    confidence_threshold: float | None = None
     usage_snapshot_path: str = ''
     snapshot_max_age_s: float = 900.0
     latency_budget_ms: float = 20.0
@@ -207,10 +207,11 @@ class Scorer:
             verdict = gate.OVER_LATENCY_BUDGET
             detail = (f'{elapsed_ms:.3f} ms > '
                       f'{settings.latency_budget_ms} ms')
-        elif assessment.confidence < settings.confidence_threshold:
+        elif assessment.confidence < gate.threshold_for(
+                policy, settings.confidence_threshold):
             verdict = gate.LOW_CONFIDENCE
             detail = (f'{assessment.confidence:.2f} < '
-                      f'{settings.confidence_threshold}')
+                      f'{gate.threshold_for(policy, settings.confidence_threshold)}')
         elif not in_canary(request.instance_uuid, settings.canary_percent):
             verdict = gate.OUTSIDE_CANARY
         else:

@@ -301,3 +301,26 @@ def test_close_writes_pending_records_and_stops_the_thread(small_first,
     assert len(read_log(log_dir)) == 3
     s.weigh_views(hosts(), REQ, st)      # logging resumes on use
     assert s.flush_decision_log() and len(read_log(log_dir)) == 4
+
+
+def test_threshold_comes_from_the_manifest_unless_configured(tmp_path):
+    from nova_rl_weigher import artifact as art
+    path = testing.make_linear_policy(
+        str(tmp_path / 'd'), {'log_vcpus_total': 1.0}, ensemble_size=4,
+        agreement=False)           # confidence 0.5
+    s = scorer_mod.Scorer()
+    # No calibration in the manifest: 0.8.
+    assert s.weigh_views(hosts(), REQ, settings(path)).reason == \
+        gate.LOW_CONFIDENCE
+    # A calibrated threshold of 0.5 in the manifest: applied.
+    manifest_path = os.path.join(path, 'manifest.json')
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    manifest['calibration'] = {'confidence_threshold': 0.5}
+    with open(manifest_path, 'w') as f:
+        json.dump(manifest, f)
+    assert art.load_artifact(path).manifest['calibration']
+    assert s.weigh_views(hosts(), REQ, settings(path)).applied
+    # The operator's setting wins over the manifest.
+    assert s.weigh_views(hosts(), REQ, settings(
+        path, confidence_threshold=0.9)).reason == gate.LOW_CONFIDENCE
