@@ -1,0 +1,208 @@
+"""Baseline choices on hand-made cluster states, and Nova fidelity."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nova_rl_trainer import baselines
+from nova_rl_trainer import nova_weighers
+from nova_rl_trainer import policies
+from nova_rl_trainer import scenarios
+from nova_rl_trainer import simulator
+
+from ._helpers import make_trace, small_cluster
+
+
+def state(used_vcpus, free_ram, request=(1, 256), hosts=None, **cluster):
+    """A simulation paused at a request, hosts in the given state."""
+    n = len(used_vcpus)
+    cl = small_cluster(hosts=n, host_vcpus=8, host_ram_mb=8192, **cluster)
+    wl = simulator.Workload(make_trace([(0, None) + tuple(request)]), 0)
+    sim = simulator.Simulation(wl, cl)
+    sim.vcpus_used[:] = used_vcpus
+    sim.ram_free_mb[:] = free_ram
+    sim.num_instances[:] = [1 if u else 0 for u in used_vcpus]
+    vm = sim.next_decision()
+    return sim, vm
+
+
+def choose(name, sim, vm):
+    p = policies.make_policy(name)
+    p.bind(sim)
+    return p.choose(vm, sim.fit)
+
+
+def test_nova_default_spreads_and_matches_hand_arithmetic():
+    # Capacity 16 vCPUs (8 x 2.0); free vCPUs 16, 12, 4; free RAM
+    # 2048, 8192, 6144. RAM weights (minval 0): x / 8192; CPU: x / 16.
+    sim, vm = state([0, 4, 12], [2048, 8192, 6144])
+    w = sim.nova_weights(sim.fit)
+    # Free disk is equal on every host: minval 0 normalises it to 1.
+    expected = (np.array([2048, 8192, 6144]) / 8192
+                + np.array([16, 12, 4]) / 16 + 1.0)
+    np.testing.assert_allclose(w, expected)
+    assert choose('nova-default', sim, vm) == 1
+    assert choose('nova-pack', sim, vm) == 2
+
+
+def test_nova_weights_ignore_non_candidates():
+    # Host 1 is too full for the request: the maxima come from 0 and 2.
+    sim, vm = state([0, 15, 8], [4096, 8192, 2048], request=(2, 256))
+    assert sim.fit.tolist() == [True, False, True]
+    w = sim.nova_weights(sim.fit)
+    assert w[0] == pytest.approx(1.0 + 1.0 + 1.0)
+    assert w[2] == pytest.approx(0.5 + 0.5 + 1.0)
+    assert choose('nova-default', sim, vm) == 0
+
+
+def test_ties_go_to_the_lowest_host():
+    sim, vm = state([0, 0, 0], [8192, 8192, 8192])
+    for name in baselines.BASELINES:
+        assert choose(name, sim, vm) == 0, name
+
+
+def test_best_fit_first_fit_and_tetris():
+    # Free after placing (vCPU frac + RAM frac): host 0 is tightest.
+    sim, vm = state([12, 2, 10], [1024, 7168, 4096], request=(2, 512))
+    assert choose('best-fit', sim, vm) == 0
+    assert choose('first-fit', sim, vm) == 0
+    # A CPU-heavy request aligns with the host with the most free vCPUs.
+    sim, vm = state([0, 10, 4], [1024, 8192, 2048], request=(4, 256))
+    assert choose('tetris', sim, vm) == 0
+    # A RAM-heavy one with the host with the most free RAM.
+    sim, vm = state([0, 10, 4], [1024, 8192, 2048], request=(1, 1024))
+    assert choose('tetris', sim, vm) == 1
+
+
+def test_load_aware_packs_towards_the_target_on_measured_use():
+    sim, vm = state([4, 4, 4, 4], [8192] * 4, request=(1, 256))
+    # Measured cores on 8-core hosts at the last sample, plus vCPUs placed
+    # since (host 3), plus the request's 1 vCPU, predict 1.5/8,
+    # 4.6/8 = 0.575, 8/8 and 5/8 = 0.625.
+    sim.measured[:] = [0.5, 3.6, 7.0, 2.0]
+    sim.recent_vcpus[:] = [0, 0, 0, 2]
+    # 0.575 is the closest below the 0.6 target: the highest score.
+    assert choose('load-aware', sim, vm) == 1
+    # With a 0.9 target, 0.625 is closest below; 1.0 is past it.
+    assert choose('load-aware:target=0.9', sim, vm) == 3
+    # Above 100% a host scores 0, below any host under it.
+    sim.measured[:] = [7.5, 7.5, 7.5, 0.0]
+    sim.recent_vcpus[:] = 0
+    assert choose('load-aware:target=0.9', sim, vm) == 3
+
+
+def test_baseline_options_and_errors():
+    p = policies.make_policy('nova-default:num_instances=-1,ram=2')
+    assert p.multipliers == nova_weighers.NovaMultipliers(
+        ram=2.0, num_instances=-1.0)
+    assert policies.make_policy('nova-pack').multipliers == \
+        nova_weighers.PACK
+    with pytest.raises(policies.PolicyError, match='no option'):
+        policies.make_policy('first-fit:x=1')
+    with pytest.raises(policies.PolicyError, match='target'):
+        policies.make_policy('load-aware:target=2')
+    with pytest.raises(policies.PolicyError, match='not a number'):
+        policies.make_policy('load-aware:target=abc')
+    with pytest.raises(policies.PolicyError, match='unknown policy'):
+        policies.make_policy('worst-fit')
+
+
+def test_simulator_nova_weight_paths_agree():
+    """The masked fast path and the candidate-columns path (the feature
+    ``nova_weight``) compute the same floats."""
+    sc = scenarios.get_scenario('azure-v1-small')
+    wl = simulator.Workload(sc.load_trace(0), 0)
+    sim = simulator.Simulation(wl, sc.cluster)
+    p = policies.make_policy('best-fit')
+    p.bind(sim)
+    checked = 0
+    while True:
+        vm = sim.next_decision()
+        if vm < 0:
+            break
+        if vm % 97 == 0:
+            cand, cols = sim.candidate_columns(sim.fit)
+            fast = sim.nova_weights(sim.fit)[cand]
+            np.testing.assert_array_equal(fast, cols.nova_weight)
+            np.testing.assert_array_equal(
+                nova_weighers.columns_weights(cols), cols.nova_weight)
+            checked += 1
+        sim.place(vm, p.choose(vm, sim.fit))
+    assert checked > 10
+
+
+# -- fidelity against nova's own weigher classes ------------------------------
+
+ORACLE = os.path.join(os.path.dirname(__file__), 'nova_weigher_oracle.py')
+
+
+def random_hosts(rng, n, ties=False):
+    hosts = []
+    for _ in range(n):
+        vcpus = int(rng.choice([8, 16, 32, 48, 64]))
+        ratio = float(rng.choice([1.0, 2.0, 4.0, 16.0]))
+        hosts.append({
+            # Occasionally over-committed RAM: negative free, clamped at 0.
+            'free_ram_mb': int(rng.integers(-4096, 262144)) if not ties
+            else 65536,
+            'vcpus_total': vcpus, 'cpu_allocation_ratio': ratio,
+            'vcpus_used': int(rng.integers(0, vcpus * ratio + 1)),
+            'free_disk_mb': int(rng.integers(0, 2048 * 1024)) if not ties
+            else 1024,
+            'num_io_ops': int(rng.integers(0, 4)),
+            'num_instances': int(rng.integers(0, 40))})
+    return hosts
+
+
+def our_weights(hosts, m):
+    a = {k: np.array([h[k] for h in hosts], dtype=np.float64)
+         for k in hosts[0]}
+    return nova_weighers.combined_weights(
+        a['free_ram_mb'], a['vcpus_total'] * a['cpu_allocation_ratio']
+        - a['vcpus_used'], a['free_disk_mb'], a['num_io_ops'],
+        a['num_instances'], m)
+
+
+@pytest.mark.skipif(importlib.util.find_spec('nova') is None,
+                    reason='nova is not installed')
+def test_nova_default_matches_novas_weighers():
+    rng = np.random.default_rng(1234)
+    configs = [nova_weighers.DEFAULT, nova_weighers.PACK,
+               nova_weighers.NovaMultipliers(ram=2.0, cpu=-0.5, disk=0.0,
+                                             io_ops=-3.0,
+                                             num_instances=-1.0)]
+    cases = []
+    for m in configs:
+        for n in (1, 2, 7, 40, 200):
+            for all_weighers in (False, True):
+                cases.append({'multipliers': {
+                    'ram': m.ram, 'cpu': m.cpu, 'disk': m.disk,
+                    'io_ops': m.io_ops, 'num_instances': m.num_instances},
+                    'all_weighers': all_weighers,
+                    'hosts': random_hosts(rng, n, ties=(n == 7))})
+    proc = subprocess.run([sys.executable, ORACLE],
+                          input=json.dumps({'cases': cases}),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(proc.stdout)['results']
+    assert len(results) == len(cases)
+    for case, res, in zip(cases, results):
+        m = nova_weighers.NovaMultipliers(**case['multipliers'])
+        ours = our_weights(case['hosts'], m)
+        theirs = np.array(res['weights'], dtype=np.float64)
+        if not case['all_weighers']:
+            # Same weighers in the same order: the very same floats.
+            np.testing.assert_array_equal(ours, theirs)
+        else:
+            # The other weighers add 0.0, in another order.
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
+        # Nova's ranking (stable sort, descending) and its choice.
+        order = sorted(range(len(ours)), key=lambda i: -ours[i])
+        if not case['all_weighers']:
+            assert order == res['order']
+        assert nova_weighers.best_index(ours) == res['order'][0]

@@ -1,0 +1,368 @@
+"""The publish gate, atomic install and rollback (nova_rl_trainer.publish).
+
+Test policies are linear artifacts evaluated on ``azure-v1-small`` under the
+``balance`` objective, where (measured, gated, seed 0):
+
+* ``good`` (Nova's weight minus the host's CPU p95 after placement) is no
+  worse than nova-default on any term and better on balance;
+* ``worse`` (spread by free RAM) is better than nova-default on balance but
+  worse on headroom deficit, and worse than ``good`` on hot host-hours;
+* ``nova`` (Nova's weight alone) decides exactly as nova-default.
+"""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from nova_rl_weigher import artifact
+from nova_rl_weigher.policy_store import PolicyStore
+from nova_rl_weigher.testing import make_linear_policy
+
+from nova_rl_trainer import cli
+from nova_rl_trainer import policy_versions as pv
+from nova_rl_trainer import publish
+
+from ._helpers import HEADER
+
+SCENARIO = 'azure-v1-small'
+FAST = dict(scenarios=(SCENARIO,), jobs=1)
+CLI_FAST = ['--scenario', SCENARIO, '--jobs', '1', '--quiet']
+
+
+@pytest.fixture(scope='module')
+def policies(tmp_path_factory):
+    root = tmp_path_factory.mktemp('policies')
+    weights = {'good': {'nova_weight': 1.0, 'cpu_p95_after': -1.0},
+               'worse': {'ram_free_frac': 1.0},
+               'nova': {'nova_weight': 1.0}}
+    return {name: make_linear_policy(str(root / name), w,
+                                     objective='balance',
+                                     policy_version=name)
+            for name, w in weights.items()}
+
+
+def state_of(target):
+    """Everything a reader of the target could observe, byte for byte."""
+    versions = pv.versions_dir(target)
+    files = {}
+    for base in (target, versions):
+        for dirpath, _, names in os.walk(base):
+            for n in names:
+                p = os.path.join(dirpath, n)
+                with open(p, 'rb') as f:
+                    files[os.path.relpath(p, os.path.dirname(target))] = \
+                        f.read()
+    return (os.path.islink(target),
+            os.readlink(target) if os.path.islink(target) else None,
+            os.path.realpath(target), files)
+
+
+def served(store, target):
+    # Interval 0: check the disk on every call, as the hot-reload contract
+    # is about what the next request sees.
+    policy = store.get(str(target), 0)
+    return policy.version if policy else None
+
+
+def test_first_install_with_no_current_policy(policies, tmp_path):
+    target = str(tmp_path / 'policy')
+    result = publish.publish(policies['good'], target, **FAST)
+    assert result.accepted and result.installed, result.reasons()
+    assert result.current_version is None and result.previous is None
+    assert result.columns == ['candidate', 'nova-default']
+    assert any('first install' in n for n in result.notes)
+    assert os.path.islink(target)
+    assert not os.path.isabs(os.readlink(target))    # relocatable pair
+    assert os.path.dirname(os.path.realpath(target)) == \
+        os.path.realpath(pv.versions_dir(target))
+    assert artifact.load_artifact(target).version == 'good'
+    assert served(PolicyStore(), target) == 'good'
+    history = pv.read_history(target)
+    assert history['stack'] == [os.path.basename(result.installed_as)]
+    event = history['events'][-1]
+    assert event['action'] == 'install' and event['policy_version'] == 'good'
+    assert event['evaluation']['cases'][0]['metrics']['candidate'][
+        'hot_host_hours'] >= 0
+
+
+def test_worse_candidate_is_refused_and_nothing_changes(policies, tmp_path,
+                                                        capsys):
+    target = str(tmp_path / 'policy')
+    assert publish.publish(policies['good'], target, **FAST).installed
+    store = PolicyStore()
+    assert served(store, target) == 'good'
+    before = state_of(target)
+
+    rc = publish.main(['publish', '--candidate', policies['worse'],
+                       '--target', target, *CLI_FAST])
+    out = capsys.readouterr().out
+    assert rc == publish.EXIT_REFUSED == 3
+    assert state_of(target) == before
+    assert served(store, target) == 'good'
+    # The table has all three columns, and says which term failed.
+    assert 'candidate' in out and 'current' in out and 'nova-default' in out
+    assert 'REFUSED' in out
+    assert 'hot_host_hours is worse than current' in out
+    assert 'headroom_deficit_host_hours is worse than nova-default' in out
+
+    result = publish.publish(policies['worse'], target, **FAST)
+    assert not result.installed and result.exit_code == 3
+    failed = {(f.reference, f.term) for f in result.failures}
+    assert ('current', 'hot_host_hours') in failed
+    assert ('nova-default', 'headroom_deficit_host_hours') in failed
+    assert state_of(target) == before
+
+
+def test_candidate_no_better_than_nova_default_is_refused(policies,
+                                                         tmp_path):
+    target = str(tmp_path / 'policy')
+    result = publish.publish(policies['nova'], target, **FAST)
+    # Equal on every term (same decisions), so only "better" fails.
+    assert [(f.reference, f.term) for f in result.failures] == \
+        [('nova-default', 'objective')]
+    assert 'is not better than nova-default' in result.reasons()[0]
+    assert not os.path.lexists(target)
+    assert not os.path.exists(pv.versions_dir(target))
+
+
+def test_better_candidate_installed_over_plain_dir_then_rollback(
+        policies, tmp_path, capsys):
+    # An artifact the operator put there before publishing existed.
+    target = str(tmp_path / 'policy')
+    shutil.copytree(policies['worse'], target)
+    store = PolicyStore()
+    assert served(store, target) == 'worse'
+
+    rc = publish.main(['publish', '--candidate', policies['good'],
+                       '--target', target, *CLI_FAST])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert 'INSTALLED' in out and 'rollback --target' in out
+    assert os.path.islink(target)
+    assert artifact.load_artifact(target).version == 'good'
+    assert served(store, target) == 'good'
+    # The previous artifact is kept as a version and is what rollback uses.
+    history = pv.read_history(target)
+    assert len(history['stack']) == 2
+    previous = os.path.join(pv.versions_dir(target), history['stack'][0])
+    assert artifact.load_artifact(previous).version == 'worse'
+
+    assert publish.main(['rollback', '--target', target]) == 0
+    assert os.path.realpath(target) == os.path.realpath(previous)
+    assert artifact.load_artifact(target).version == 'worse'
+    assert served(store, target) == 'worse'
+    history = pv.read_history(target)
+    assert history['events'][-1]['action'] == 'rollback'
+    assert len(history['stack']) == 1 and len(history['retired']) == 1
+
+    # Nothing older: a clear error, and the target stays.
+    before = state_of(target)
+    capsys.readouterr()
+    assert publish.main(['rollback', '--target', target]) == 2
+    assert 'no previous version' in capsys.readouterr().err
+    assert state_of(target) == before
+    assert served(store, target) == 'worse'
+
+
+def test_rollback_without_history_is_an_error(policies, tmp_path, capsys):
+    target = str(tmp_path / 'policy')
+    with pytest.raises(publish.PublishError, match='no publish history'):
+        publish.rollback(target)
+    shutil.copytree(policies['good'], target)
+    before = state_of(target)
+    assert publish.main(['rollback', '--target', target]) == 2
+    assert 'nothing to roll back to' in capsys.readouterr().err
+    assert state_of(target) == before
+    assert not os.path.exists(pv.versions_dir(target))
+
+
+def test_corrupt_candidate_is_refused_with_a_clear_error(policies, tmp_path,
+                                                         capsys):
+    target = str(tmp_path / 'policy')
+    publish.publish(policies['worse'], target, tolerance=0.1, **FAST)
+    before = state_of(target)
+    bad = tmp_path / 'bad'
+    shutil.copytree(policies['good'], bad)
+    weights = bad / 'weights.npz'
+    data = bytearray(weights.read_bytes())
+    data[-20] ^= 0xFF
+    weights.write_bytes(bytes(data))
+
+    with pytest.raises(publish.PublishError,
+                       match='not a valid policy artifact.*sha256'):
+        publish.publish(str(bad), target, **FAST)
+    rc = publish.main(['publish', '--candidate', str(bad), '--target',
+                       target, *CLI_FAST])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert 'candidate refused' in err and 'nothing was changed' in err
+    assert publish.main(['publish', '--candidate', str(tmp_path / 'none'),
+                         '--target', target, *CLI_FAST]) == 2
+    assert 'not found' in capsys.readouterr().err
+    assert state_of(target) == before
+
+
+def test_objective_must_be_known(policies, tmp_path, capsys):
+    target = str(tmp_path / 'policy')
+    unnamed = make_linear_policy(str(tmp_path / 'unnamed'),
+                                 {'nova_weight': 1.0})   # objective 'test'
+    with pytest.raises(publish.PublishError, match='--objective'):
+        publish.publish(unnamed, target, **FAST)
+    assert publish.main(['publish', '--candidate', policies['good'],
+                         '--target', target, '--objective', 'nope',
+                         *CLI_FAST]) == 2
+    assert "unknown objective 'nope'" in capsys.readouterr().err
+    assert not os.path.lexists(target)
+
+
+def test_dry_run_and_json_decide_without_installing(policies, tmp_path,
+                                                    capsys):
+    target = str(tmp_path / 'policy')
+    out = tmp_path / 'decision.json'
+    # Through the trainer's own command line.
+    assert cli.main(['publish', '--candidate', policies['good'],
+                     '--target', target, '--dry-run', '--json',
+                     str(out), *CLI_FAST]) == 0
+    assert 'would be installed' in capsys.readouterr().out
+    assert not os.path.lexists(target)
+    doc = json.loads(out.read_text())
+    assert doc['accepted'] and not doc['installed']
+    assert doc['objective'] == 'balance'
+
+
+def test_held_out_trace_with_cluster_options(policies, tmp_path, capsys):
+    trace = tmp_path / 'trace.csv'
+    trace.write_text(HEADER + 'a,p1,0,3600,2,2048,10,0.9,0.95\n'
+                     'b,p2,60,7200,4,1024,0,0.9,0.95\n'
+                     'c,p1,120,7200,1,512,0,0.2,0.3\n')
+    target = str(tmp_path / 'policy')
+    args = ['publish', '--candidate', policies['good'], '--target', target,
+            '--trace', str(trace), '--trace-format', 'csv', '--jobs', '1',
+            '--quiet', '--dry-run']
+    assert publish.main(args) == 2
+    assert 'give the cluster' in capsys.readouterr().err
+    rc = publish.main(args + ['--hosts', '2', '--host-vcpus', '8',
+                              '--host-ram-mb', '8192', '--seed', '1'])
+    out = capsys.readouterr().out
+    assert rc in (0, 3)
+    assert 'trace.csv seed 1' in out
+    assert not os.path.lexists(target)
+
+
+# -- the versions store, without simulation ----------------------------------
+
+def _install(target, src, keep=5):
+    copy, fp = pv.snapshot(src)
+    try:
+        version = artifact.read_manifest(copy)['policy_version']
+        return pv.install(target, copy, fp, version, pv.inspect(target),
+                          keep)
+    finally:
+        shutil.rmtree(os.path.dirname(copy))
+
+
+def _linear(tmp_path, name):
+    path = tmp_path / 'src' / name
+    if path.exists():     # rewriting would change created_at, so the bytes
+        return str(path)
+    return make_linear_policy(str(path), {'ram_free_frac': float(len(name))},
+                              policy_version=name)
+
+
+def test_keep_prunes_old_versions_and_rollback_walks_back(tmp_path):
+    target = str(tmp_path / 'policy')
+    for name in ('a', 'bb', 'ccc', 'dddd'):
+        _install(target, _linear(tmp_path, name), keep=2)
+    names = pv.read_history(target)['stack']
+    assert [n.split('-')[0] for n in names] == ['bb', 'ccc', 'dddd']
+    on_disk = {n for n in os.listdir(pv.versions_dir(target))
+               if not n.startswith('.') and n != pv.HISTORY}
+    assert on_disk == set(names)
+    store = PolicyStore()
+    assert served(store, target) == 'dddd'
+    assert pv.rollback(target).policy_version == 'ccc'
+    assert served(store, target) == 'ccc'
+    assert pv.rollback(target).policy_version == 'bb'
+    assert served(store, target) == 'bb'
+    with pytest.raises(pv.VersionError, match='no previous version'):
+        pv.rollback(target)
+    # Republishing a retired version reuses its directory.
+    outcome = _install(target, _linear(tmp_path, 'dddd'))
+    assert outcome.name == names[-1]
+    assert served(store, target) == 'dddd'
+
+
+def test_target_changed_during_evaluation_is_not_overwritten(tmp_path):
+    target = str(tmp_path / 'policy')
+    _install(target, _linear(tmp_path, 'a'))
+    seen = pv.inspect(target)
+    _install(target, _linear(tmp_path, 'bb'))    # someone else, meanwhile
+    before = state_of(target)
+    copy, fp = pv.snapshot(_linear(tmp_path, 'ccc'))
+    with pytest.raises(pv.VersionError, match='changed while'):
+        pv.install(target, copy, fp, 'ccc', seen, 5)
+    assert state_of(target) == before
+
+
+def test_concurrent_publish_is_refused(tmp_path):
+    target = str(tmp_path / 'policy')
+    _install(target, _linear(tmp_path, 'a'))
+    with pv.locked(target):
+        with pytest.raises(pv.VersionError, match='in progress'):
+            _install(target, _linear(tmp_path, 'bb'))
+        with pytest.raises(pv.VersionError, match='in progress'):
+            pv.rollback(target)
+    assert artifact.load_artifact(target).version == 'a'
+
+
+def test_plain_dir_adopted_without_renameat2(tmp_path, monkeypatch):
+    def unsupported(a, b):
+        raise OSError(38, 'Function not implemented')
+    monkeypatch.setattr(pv, '_exchange', unsupported)
+    target = str(tmp_path / 'policy')
+    shutil.copytree(_linear(tmp_path, 'a'), target)
+    (tmp_path / 'policy' / 'NOTES').write_text('operator notes')
+    outcome = _install(target, _linear(tmp_path, 'bb'))
+    assert artifact.load_artifact(target).version == 'bb'
+    adopted = os.path.join(pv.versions_dir(target), outcome.adopted)
+    # Moved, not copied: whatever else the operator kept there survives.
+    assert open(os.path.join(adopted, 'NOTES')).read() == 'operator notes'
+    assert pv.rollback(target).policy_version == 'a'
+
+
+def test_invalid_current_artifact_is_kept_but_not_restorable(tmp_path):
+    target = str(tmp_path / 'policy')
+    shutil.copytree(_linear(tmp_path, 'a'), target)
+    os.unlink(os.path.join(target, 'weights.npz'))
+    outcome = _install(target, _linear(tmp_path, 'bb'))
+    history = pv.read_history(target)
+    assert outcome.adopted in history['retired']
+    assert history['stack'] == [outcome.name]
+    with pytest.raises(pv.VersionError, match='no previous version'):
+        pv.rollback(target)
+
+
+def test_a_file_at_the_target_is_left_alone(policies, tmp_path):
+    target = tmp_path / 'policy'
+    target.write_text('not a policy')
+    with pytest.raises(publish.PublishError, match='neither a directory'):
+        publish.publish(policies['good'], str(target), **FAST)
+    assert target.read_text() == 'not a policy'
+
+
+def test_external_symlink_is_copied_not_moved(tmp_path):
+    elsewhere = _linear(tmp_path, 'a')
+    before = {n: open(os.path.join(elsewhere, n), 'rb').read()
+              for n in os.listdir(elsewhere)}
+    target = str(tmp_path / 'policy')
+    os.symlink(elsewhere, target)
+    outcome = _install(target, _linear(tmp_path, 'bb'))
+    assert artifact.load_artifact(target).version == 'bb'
+    assert {n: open(os.path.join(elsewhere, n), 'rb').read()
+            for n in os.listdir(elsewhere)} == before
+    assert outcome.previous == outcome.adopted
+    assert pv.rollback(target).policy_version == 'a'
+    assert os.path.dirname(os.path.realpath(target)) == \
+        os.path.realpath(pv.versions_dir(target))

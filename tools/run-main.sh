@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The main job, on the built-in default: train a packing policy on the
+# bundled Azure V1 dev trace with a short budget, then evaluate it against
+# every baseline on the held-out azure-v1-test scenario. Writes, under
+# ${OUT:-out/main}: policy/ (a weigher artifact), train.json, curves.png,
+# evaluation.json and report/ (report.md, metrics.csv, plots).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tools/setup-venv.sh
+
+OUT=${OUT:-out/main}
+MINUTES=${MINUTES:-3}
+mkdir -p "$OUT"
+nova-rl-trainer train --scenario azure-v1-dev --objective packing \
+    --minutes "$MINUTES" --out "$OUT"
+nova-rl-trainer evaluate --scenario azure-v1-test --objective packing \
+    --policies nova-default,nova-pack,first-fit,best-fit,tetris,load-aware,bundled,"$OUT/policy" \
+    --json "$OUT/evaluation.json" --report "$OUT/report"
+echo
+cat "$OUT/report/report.md"

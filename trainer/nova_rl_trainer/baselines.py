@@ -1,0 +1,173 @@
+"""The heuristics a learned policy must beat, vectorised over all hosts.
+
+Each baseline reads the simulator's host columns directly and picks among
+the candidates (the hosts that passed placement's filters); ties go to the
+lowest-numbered host, as Nova's stable sort does.
+
+``nova-default``
+    Nova 34's resource weighers with their default multipliers (RAM 1.0,
+    CPU 1.0, disk 1.0, I/O ops -1.0, instances 0.0), normalised over the
+    candidates and summed exactly as Nova does (:mod:`nova_weighers`):
+    spreading.
+``nova-pack``
+    the same with the resource multipliers negated (RAM -1.0, CPU -1.0, disk
+    -1.0), the usual packing configuration.
+``first-fit``
+    the lowest-numbered host that fits.
+``best-fit``
+    the host left with the least free capacity: the smallest sum over vCPU,
+    RAM (and disk, if any) of free capacity / host capacity.
+``tetris``
+    the largest dot product of the request and the host's free capacity,
+    both as fractions of host capacity (Grandl et al., SIGCOMM 2014).
+``load-aware``
+    target-utilisation packing on *actual* CPU use, as Kubernetes Trimaran's
+    TargetLoadPacking: predicted use is the demand measured at the last
+    usage sample, plus the vCPUs placed on the host since (not yet
+    measured), plus the request's vCPUs; hosts score ``(1 - T) U / T + T``
+    up to the target ``T`` (0.6 by default) and ``T (1 - U) / (1 - T)``
+    beyond it, 0 above 100%. It packs towards the target and avoids hot
+    hosts.
+
+Options go after a colon: ``nova-default:num_instances=-1``,
+``load-aware:target=0.5``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from nova_rl_trainer import nova_weighers
+
+
+class Baseline:
+    """A heuristic policy. Subclasses implement :meth:`choose`."""
+
+    name = ''
+    needs_usage = False
+    options: dict[str, float] = {}
+
+    def __init__(self, **options: float) -> None:
+        unknown = set(options) - set(self.options)
+        if unknown:
+            allowed = ', '.join(sorted(self.options)) or 'none'
+            raise ValueError(f'policy {self.name!r} has no option '
+                             f"{', '.join(sorted(unknown))}; options: "
+                             f'{allowed}')
+        self.settings = {**self.options, **options}
+        self.sim = None
+
+    def bind(self, sim) -> None:
+        self.sim = sim
+
+    def choose(self, vm: int, fit: np.ndarray) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+
+class FirstFit(Baseline):
+    name = 'first-fit'
+
+    def choose(self, vm: int, fit: np.ndarray) -> int:
+        return int(fit.argmax())
+
+
+class BestFit(Baseline):
+    name = 'best-fit'
+
+    def bind(self, sim) -> None:
+        super().bind(sim)
+        self._inv_v = 1.0 / sim.cap_vcpu
+        self._inv_r = 1.0 / sim.cap_ram
+        self._inv_d = 1.0 / sim.cap_disk if sim.cap_disk > 0 else 0.0
+
+    def choose(self, vm: int, fit: np.ndarray) -> int:
+        sim = self.sim
+        # Free capacity minus constants: the request's share and the
+        # offsets are the same on every host and do not change the order.
+        left = sim.ram_free_mb * self._inv_r - sim.vcpus_used * self._inv_v
+        if self._inv_d:
+            left += sim.disk_free_mb * self._inv_d
+        return int(np.where(fit, left, np.inf).argmin())
+
+
+class Tetris(Baseline):
+    name = 'tetris'
+
+    def bind(self, sim) -> None:
+        super().bind(sim)
+        wl = sim.workload
+        self._v = wl.vcpus_l
+        self._m = wl.memory_l
+        self._d = wl.disk_mb_l
+
+    def choose(self, vm: int, fit: np.ndarray) -> int:
+        sim = self.sim
+        a_v = self._v[vm] / sim.cap_vcpu
+        a_r = self._m[vm] / sim.cap_ram
+        # sum_r (request_r / cap_r) * (free_r / cap_r), dropping the terms
+        # that are the same on every host.
+        score = sim.ram_free_mb * (a_r / sim.cap_ram) \
+            - sim.vcpus_used * (a_v / sim.cap_vcpu)
+        d = self._d[vm]
+        if d > 0 and sim.cap_disk > 0:
+            score += sim.disk_free_mb * (d / sim.cap_disk / sim.cap_disk)
+        return int(np.where(fit, score, -np.inf).argmax())
+
+
+class NovaWeighers(Baseline):
+    """Nova's normalise-and-sum over its resource weighers."""
+
+    name = 'nova-default'
+    defaults = nova_weighers.DEFAULT
+    options = {'ram': defaults.ram, 'cpu': defaults.cpu,
+               'disk': defaults.disk, 'io_ops': defaults.io_ops,
+               'num_instances': defaults.num_instances}
+
+    def __init__(self, **options: float) -> None:
+        super().__init__(**options)
+        self.multipliers = nova_weighers.NovaMultipliers(**self.settings)
+
+    def choose(self, vm: int, fit: np.ndarray) -> int:
+        return nova_weighers.best_index(
+            self.sim.nova_weights(fit, self.multipliers), fit)
+
+
+class NovaPack(NovaWeighers):
+    name = 'nova-pack'
+    defaults = nova_weighers.PACK
+    options = {'ram': defaults.ram, 'cpu': defaults.cpu,
+               'disk': defaults.disk, 'io_ops': defaults.io_ops,
+               'num_instances': defaults.num_instances}
+
+
+class LoadAware(Baseline):
+    name = 'load-aware'
+    options = {'target': 0.6}
+
+    def __init__(self, **options: float) -> None:
+        super().__init__(**options)
+        target = self.settings['target']
+        if not 0 < target < 1:
+            raise ValueError(f'load-aware target {target} not in (0, 1)')
+        self.target = float(target)
+
+    def bind(self, sim) -> None:
+        super().bind(sim)
+        self._v = sim.workload.vcpus_l
+        self._inv_cores = 1.0 / sim.cores
+
+    def choose(self, vm: int, fit: np.ndarray) -> int:
+        sim = self.sim
+        t = self.target
+        u = (sim.measured + sim.recent_vcpus + self._v[vm]) * self._inv_cores
+        score = np.where(u <= t, (1.0 - t) * u / t + t,
+                         t * (1.0 - u) / (1.0 - t))
+        score[u > 1.0] = 0.0
+        return int(np.where(fit, score, -np.inf).argmax())
+
+
+BASELINES: dict[str, Callable[..., Baseline]] = {
+    cls.name: cls for cls in (NovaWeighers, NovaPack, FirstFit, BestFit,
+                              Tetris, LoadAware)}

@@ -1,0 +1,116 @@
+"""Calibrating the confidence gate on held-out decisions.
+
+For a sample of decision states of a held-out workload, the simulator is
+branched: one branch places the request where the policy would (the
+ensemble's best host), the other where Nova's default weighers would, and
+both continue with Nova's default for ``horizon`` more decisions (same
+workload, so the only difference is that one placement). The policy's choice
+is "at least as good" when its branch accrued no more objective cost.
+
+For each confidence level the weigher can see (the share of ensemble members
+agreeing), this gives how often a choice made at or above that confidence is
+at least as good as Nova's, and how often the policy would act. The default
+threshold is the lowest level whose decisions are at least as good as Nova's
+in ``target`` of cases (and at least as good on average), recorded in the
+manifest with the whole table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from nova_rl_weigher import gate
+from nova_rl_weigher.policy import Policy
+
+from nova_rl_trainer import env as env_mod
+from nova_rl_trainer import policies as policies_mod
+
+
+@dataclasses.dataclass
+class Sample:
+    confidence: float
+    same_as_nova: bool
+    delta: float          # policy branch cost - Nova branch cost
+
+
+def _continue(sim, horizon: int) -> float:
+    policy = policies_mod.make_policy('nova-default')
+    policy.bind(sim)
+    for _ in range(horizon):
+        vm = sim.next_decision()
+        if vm < 0:
+            break
+        sim.place(vm, policy.choose(vm, sim.fit))
+    return sim.cost()
+
+
+def collect(env: env_mod.PlacementEnv, policy: Policy, samples: int,
+            horizon: int, rng: np.random.Generator,
+            start_range: tuple[float, float], stride: int = 7
+            ) -> list[Sample]:
+    """Branch ``samples`` decisions, visiting states along Nova's path."""
+    out: list[Sample] = []
+    while len(out) < samples:
+        env.reset(options={'start_s': float(rng.uniform(*start_range)),
+                           'max_decisions': None})
+        nova = policies_mod.make_policy('nova-default')
+        nova.bind(env.sim)
+        steps = 0
+        while env.decision is not None and len(out) < samples:
+            d = env.decision
+            if steps % stride == 0 and d.candidates.shape[0] > 1:
+                scores = policy.score(d.x)
+                a = gate.assess(policy, d.x, scores, 'fresh')
+                mine = int(d.candidates[a.best])
+                theirs = d.nova_action
+                if mine == theirs:
+                    out.append(Sample(a.confidence, True, 0.0))
+                else:
+                    costs = []
+                    for host in (mine, theirs):
+                        branch = env.sim.clone()
+                        branch.place(d.vm, host)
+                        costs.append(_continue(branch, horizon))
+                    out.append(Sample(a.confidence, False,
+                                      costs[0] - costs[1]))
+            host = nova.choose(d.vm, env.sim.fit)
+            _, _, terminated, truncated, _ = env.step(host)
+            steps += 1
+            if terminated or truncated:
+                break
+            if steps > 50 * samples:
+                break
+    return out
+
+
+def table(samples: list[Sample], tolerance: float = 1e-9) -> list[dict]:
+    conf = np.array([s.confidence for s in samples])
+    delta = np.array([s.delta for s in samples])
+    rows = []
+    for level in sorted(set(np.round(conf, 6)) | {1.0}):
+        sel = conf >= level - 1e-9
+        n = int(sel.sum())
+        rows.append({
+            'threshold': float(level),
+            'acting_share': n / len(samples) if samples else 0.0,
+            'at_least_as_good': float((delta[sel] <= tolerance).mean())
+            if n else None,
+            'mean_cost_delta': float(delta[sel].mean()) if n else None,
+            'decisions': n,
+        })
+    return rows
+
+
+def choose_threshold(rows: list[dict], target: float = 0.9,
+                     fallback: float = 1.0) -> float:
+    """Lowest threshold meeting ``target``, else ``fallback`` (cautious)."""
+    for row in rows:
+        if row['threshold'] <= 0.0:
+            continue    # zero confidence means unusable, never "act"
+        good = row['at_least_as_good']
+        if good is not None and row['decisions'] >= 10 and good >= target \
+                and row['mean_cost_delta'] <= 0.0:
+            return row['threshold']
+    return fallback

@@ -1,0 +1,189 @@
+"""What the operator wants: objectives as weighted sums of accrued costs.
+
+Every objective is a linear combination of *terms*, quantities the simulator
+accrues over time (so a placement is charged for its whole life, and the
+environment's reward between two decisions is minus what accrued between
+them):
+
+===============================  ===========================================
+term                             accrues
+===============================  ===========================================
+``active_host_hours``            hosts holding at least one VM, per hour
+``energy_kwh``                   the linear power model's energy
+``overload_host_hours``          hosts whose actual CPU demand exceeds their
+                                 physical cores
+``hot_host_hours``               hosts whose demand exceeds ``hot_threshold``
+                                 of their cores (0.8 by default): hot spots
+``headroom_deficit_host_hours``  per host, the share of its failover reserve
+                                 (``headroom_reserve``, 20% of capacity by
+                                 default) taken by allocations, 0 to 1
+``rejected``                     each request no host could take
+===============================  ===========================================
+
+Objectives are stevedore plugins in namespace ``nova_rl_trainer.objectives``
+(see ``setup.cfg``); each accepts term weights as options to override its
+defaults (``--objective-option energy_kwh=2``). Shipped:
+
+* ``packing``: active host-hours and energy (fewer, fuller hosts);
+* ``balance``: overload and hot spots (spread actual load);
+* ``headroom``: keep spare capacity on every host for failover evacuations
+  (live migration and rebuilds land on running hosts, so the spare room must
+  be there, not in powered-off hosts);
+* ``mix``: options weigh other objectives and terms, e.g.
+  ``packing=1,balance=5``.
+
+Every shipped objective also charges :data:`REJECTION_COST` per rejected
+request, so no objective is improved by failing to place VMs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+NAMESPACE = 'nova_rl_trainer.objectives'
+
+TERMS: tuple[str, ...] = (
+    'active_host_hours', 'energy_kwh', 'overload_host_hours',
+    'hot_host_hours', 'headroom_deficit_host_hours', 'rejected')
+
+#: Cost of a rejected request, in the units of each objective's main term.
+REJECTION_COST = 10.0
+
+
+class ObjectiveError(ValueError):
+    """Unknown objective or invalid option."""
+
+
+def parse_options(items: list[str] | tuple[str, ...] | str | None
+                  ) -> dict[str, float]:
+    """``['a=1', 'b=2']`` or ``'a=1,b=2'`` -> ``{'a': 1.0, 'b': 2.0}``."""
+    if not items:
+        return {}
+    if isinstance(items, str):
+        items = [items]
+    out: dict[str, float] = {}
+    for item in items:
+        for part in item.split(','):
+            part = part.strip()
+            if not part:
+                continue
+            key, sep, value = part.partition('=')
+            if not sep:
+                raise ObjectiveError(f'objective option {part!r} is not '
+                                     'KEY=NUMBER')
+            try:
+                number = float(value)
+            except ValueError:
+                raise ObjectiveError(f'objective option {key.strip()}: '
+                                     f'{value!r} is not a number') from None
+            if not math.isfinite(number):
+                raise ObjectiveError(f'objective option {key.strip()} must '
+                                     'be finite')
+            out[key.strip()] = number
+    return out
+
+
+class Objective:
+    """A weighted sum of :data:`TERMS`; lower is better."""
+
+    name = 'custom'
+    description = ''
+    default_weights: Mapping[str, float] = {}
+
+    def __init__(self, **options: float) -> None:
+        weights = dict(self.default_weights)
+        for key, value in options.items():
+            if key not in TERMS:
+                raise ObjectiveError(
+                    f'objective {self.name!r} has no option {key!r}; its '
+                    'options are term weights: ' + ', '.join(TERMS))
+            weights[key] = float(value)
+        self.weights: dict[str, float] = {t: w for t, w in weights.items()
+                                          if w != 0.0}
+        self.options = dict(options)
+
+    def value(self, terms: Mapping[str, float]) -> float:
+        """The objective for accrued ``terms`` (a metrics dict will do)."""
+        return float(sum(w * float(terms[t]) for t, w in
+                         self.weights.items()))
+
+    def describe(self) -> dict:
+        return {'name': self.name, 'weights': dict(self.weights)}
+
+    def __repr__(self) -> str:
+        terms = ', '.join(f'{t}={w:g}' for t, w in self.weights.items())
+        return f'<Objective {self.name}: {terms}>'
+
+
+class Packing(Objective):
+    name = 'packing'
+    description = 'active host-hours and energy: fewer, fuller hosts'
+    default_weights = {'active_host_hours': 1.0, 'energy_kwh': 1.0,
+                       'rejected': REJECTION_COST}
+
+
+class Balance(Objective):
+    name = 'balance'
+    description = 'overload and hot spots: spread the actual CPU load'
+    default_weights = {'overload_host_hours': 1.0, 'hot_host_hours': 0.1,
+                       'rejected': REJECTION_COST}
+
+
+class Headroom(Objective):
+    name = 'headroom'
+    description = 'keep spare capacity on each host for failover'
+    default_weights = {'headroom_deficit_host_hours': 1.0,
+                       'rejected': REJECTION_COST}
+
+
+class Mix(Objective):
+    """Options name objectives (their weights scaled and added) or terms."""
+
+    name = 'mix'
+    description = 'weighted mix of objectives and terms from options'
+
+    def __init__(self, **options: float) -> None:
+        if not options:
+            raise ObjectiveError('objective mix needs options, e.g. '
+                                 'packing=1,balance=5')
+        weights: dict[str, float] = {}
+        for key, factor in options.items():
+            if key in TERMS:
+                parts = {key: 1.0}
+            elif key == self.name:
+                raise ObjectiveError('objective mix cannot contain itself')
+            else:
+                parts = load_objective(key).weights
+            for term, w in parts.items():
+                weights[term] = weights.get(term, 0.0) + float(factor) * w
+        self.weights = {t: w for t, w in weights.items() if w != 0.0}
+        self.options = dict(options)
+
+
+def objective_class(name: str) -> type[Objective]:
+    """The plugin class registered as ``name``."""
+    from stevedore import driver
+    from stevedore import exception as st_exc
+    try:
+        # Instantiated by us, not by stevedore, which would log and swallow
+        # a constructor's error about a bad option.
+        return driver.DriverManager(namespace=NAMESPACE, name=name,
+                                    invoke_on_load=False).driver
+    except st_exc.NoMatches:
+        raise ObjectiveError(
+            f'unknown objective {name!r}; available: '
+            + ', '.join(available_objectives())) from None
+
+
+def load_objective(name: str, options: Mapping[str, float] | None = None
+                   ) -> Objective:
+    """The objective plugin ``name``, configured with ``options``."""
+    return objective_class(name)(**dict(options or {}))
+
+
+def available_objectives() -> list[str]:
+    from stevedore import extension
+    mgr = extension.ExtensionManager(namespace=NAMESPACE,
+                                     invoke_on_load=False)
+    return sorted(mgr.names())

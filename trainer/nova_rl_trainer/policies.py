@@ -1,0 +1,202 @@
+"""Policies by name: baselines, policy artifacts and plain scoring functions.
+
+A policy spec is one of
+
+* a baseline name (:data:`baselines.BASELINES`), e.g. ``nova-default``;
+* ``bundled``: the policy shipped in ``nova_rl_weigher``;
+* a path to a policy artifact directory;
+
+optionally followed by ``:key=value,...`` options. Artifact policies take
+``mode=gated`` (default: as the weigher runs it in Nova's ``gated`` mode:
+the policy acts only when the gate's confidence reaches the threshold, and
+Nova's default weighers decide otherwise) or ``mode=raw`` (always the
+ensemble mean's best host), ``threshold=`` (default: the manifest's
+``calibration.confidence_threshold``, else 0.8) and ``multiplier=`` (the
+weigher's ``weight_multiplier``, default 10.0).
+
+Policies that read features receive, for every decision, the candidate
+feature matrix built by ``nova_rl_weigher.features.compute_matrix``: the
+same code and inputs the weigher uses inside nova-scheduler, with
+``nova_weight`` set to Nova's default weight over the candidate set and the
+usage columns from the simulated usage snapshot.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from typing import Callable
+
+import numpy as np
+
+from nova_rl_weigher import artifact as artifact_mod
+from nova_rl_weigher import gate
+
+from nova_rl_trainer import baselines
+
+BUNDLED = 'bundled'
+DEFAULT_THRESHOLD = 0.8
+DEFAULT_MULTIPLIER = 10.0
+
+
+class PolicyError(ValueError):
+    """Unknown policy or bad options."""
+
+
+def bundled_path() -> str:
+    from nova_rl_weigher import conf
+    return conf.DEFAULT_POLICY_PATH
+
+
+def split_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``'name:a=1,b=x'`` -> ``('name', {'a': '1', 'b': 'x'})``.
+
+    A colon starts options only if what follows looks like options, so
+    paths with colons still work.
+    """
+    if os.path.isdir(spec):
+        return spec, {}
+    head, sep, tail = spec.rpartition(':')
+    if not sep or '=' not in tail:
+        return spec, {}
+    options = {}
+    for part in tail.split(','):
+        key, eq, value = part.partition('=')
+        if not eq or not key.strip():
+            raise PolicyError(f'policy {spec!r}: option {part!r} is not '
+                              'KEY=VALUE')
+        options[key.strip()] = value.strip()
+    return head, options
+
+
+def _floats(spec: str, options: dict[str, str]) -> dict[str, float]:
+    out = {}
+    for key, value in options.items():
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise PolicyError(f'policy {spec!r}: option {key}={value!r} is '
+                              'not a number') from None
+    return out
+
+
+def make_policy(spec: str):
+    """A fresh policy object for ``spec`` (one per simulation)."""
+    name, options = split_spec(spec)
+    if name in baselines.BASELINES:
+        try:
+            return baselines.BASELINES[name](**_floats(spec, options))
+        except (TypeError, ValueError) as e:
+            raise PolicyError(f'policy {spec!r}: {e}') from None
+    if name == BUNDLED:
+        path = bundled_path()
+    elif os.path.isdir(name):
+        path = name
+    else:
+        raise PolicyError(
+            f'unknown policy {name!r}: not a baseline ('
+            + ', '.join(baselines.BASELINES) + f'), {BUNDLED!r} or a '
+            'policy artifact directory')
+    mode = options.pop('mode', 'gated')
+    if mode not in ('gated', 'raw'):
+        raise PolicyError(f'policy {spec!r}: mode must be gated or raw')
+    numbers = _floats(spec, options)
+    unknown = set(numbers) - {'threshold', 'multiplier'}
+    if unknown:
+        raise PolicyError(f'policy {spec!r}: unknown option(s) '
+                          + ', '.join(sorted(unknown))
+                          + '; options: mode, threshold, multiplier')
+    try:
+        loaded = artifact_mod.load_artifact(path)
+    except artifact_mod.ArtifactError as e:
+        raise PolicyError(f'policy {spec!r}: {e}') from None
+    return ArtifactPolicy(loaded, name=spec, mode=mode,
+                          threshold=numbers.get('threshold'),
+                          multiplier=numbers.get('multiplier',
+                                                 DEFAULT_MULTIPLIER))
+
+
+class FeaturePolicy:
+    """Base of policies that read the candidate feature matrix."""
+
+    name = 'features'
+    needs_usage = True
+
+    def __init__(self) -> None:
+        self.sim = None
+
+    def bind(self, sim) -> None:
+        self.sim = sim
+
+    def choose(self, vm: int, fit: np.ndarray) -> int:
+        cand, x, nova_weight = self.sim.candidate_features(vm, fit)
+        return int(cand[self.pick(x, nova_weight)])
+
+    def pick(self, x: np.ndarray, nova_weight: np.ndarray) -> int:
+        raise NotImplementedError  # pragma: no cover
+
+
+class ScoringPolicy(FeaturePolicy):
+    """Any function from the ``(N, F)`` feature matrix to scores, ``(N,)``
+    or an ensemble's ``(K, N)``; the best mean score wins (first on ties).
+    This is how a trainer's network plugs into the simulator."""
+
+    def __init__(self, score: Callable[[np.ndarray], np.ndarray],
+                 name: str = 'scoring') -> None:
+        super().__init__()
+        self.score = score
+        self.name = name
+
+    def pick(self, x: np.ndarray, nova_weight: np.ndarray) -> int:
+        s = np.asarray(self.score(x), dtype=np.float64)
+        if s.ndim == 2:
+            s = s.mean(axis=0)
+        if s.shape != (x.shape[0],):
+            raise ValueError(f'policy {self.name}: {s.shape} scores for '
+                             f'{x.shape[0]} hosts')
+        return int(np.argmax(s))
+
+
+class ArtifactPolicy(FeaturePolicy):
+    """A verified ``nova_rl_weigher`` policy artifact, gated or raw."""
+
+    def __init__(self, policy, name: str, mode: str = 'gated',
+                 threshold: float | None = None,
+                 multiplier: float = DEFAULT_MULTIPLIER) -> None:
+        super().__init__()
+        self.policy = policy
+        self.name = name
+        self.mode = mode
+        calibration = policy.manifest.get('calibration') or {}
+        self.threshold = float(threshold if threshold is not None else
+                               calibration.get('confidence_threshold',
+                                               DEFAULT_THRESHOLD))
+        self.multiplier = float(multiplier)
+        self.calls = 0
+        self.applied = 0
+        self.abstained: collections.Counter[str] = collections.Counter()
+
+    def pick(self, x: np.ndarray, nova_weight: np.ndarray) -> int:
+        scores = self.policy.score(x)
+        self.calls += 1
+        if self.mode == 'raw':
+            self.applied += 1
+            return int(np.argmax(scores.mean(axis=0)))
+        status = 'fresh' if self.sim.needs_usage else 'none'
+        a = gate.assess(self.policy, x, scores, status)
+        if a.reason or a.confidence < self.threshold:
+            self.abstained[a.reason or gate.LOW_CONFIDENCE] += 1
+            return int(np.argmax(nova_weight))
+        self.applied += 1
+        # What Nova ranks by when the weigher acts: its own weight plus
+        # the multiplier times the weigher's normalised score.
+        final = nova_weight + self.multiplier * np.asarray(
+            gate.normalised_weights(scores))
+        return int(np.argmax(final))
+
+    def run_metrics(self) -> dict:
+        return {'applied_fraction': (self.applied / self.calls
+                                     if self.calls else 0.0),
+                'policy_version': self.policy.version,
+                'policy_mode': self.mode,
+                'abstained': dict(self.abstained)}

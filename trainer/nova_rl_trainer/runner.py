@@ -1,0 +1,160 @@
+"""Running policies on one setup: a single run, or several side by side.
+
+A :class:`Setup` is everything that makes runs comparable (trace, cluster,
+measurement, objective, seed). Every policy evaluated on a setup plays the
+same :class:`simulator.Workload`, so the comparison is paired. Several
+policies run in parallel worker processes (``jobs``), each rebuilding the
+workload from the setup (deterministic, so identical), with one progress bar
+over all of them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import multiprocessing
+import queue
+import threading
+import time
+from typing import Callable, Sequence
+
+from nova_rl_trainer import objectives as objectives_mod
+from nova_rl_trainer import policies as policies_mod
+from nova_rl_trainer import simulator
+from nova_rl_trainer import traces
+from nova_rl_trainer.cluster import ClusterSpec
+from nova_rl_trainer.metrics import RunResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    trace_path: str
+    cluster: ClusterSpec
+    trace_format: str | None = None
+    window: tuple[float, float] | None = None
+    sample: float = 1.0
+    sample_seed: int | None = None
+    config: simulator.SimConfig = simulator.SimConfig()
+    objective: str = 'packing'
+    objective_options: tuple[tuple[str, float], ...] = ()
+    seed: int = 0
+    name: str | None = None     # the scenario's name, if any
+
+    def load_trace(self) -> traces.Trace:
+        trace = traces.load_trace(self.trace_path, self.trace_format,
+                                  seed=self.seed, window=self.window,
+                                  sample=self.sample,
+                                  sample_seed=self.sample_seed)
+        if self.name:
+            trace = dataclasses.replace(trace, name=self.name)
+        return trace
+
+    def workload(self) -> simulator.Workload:
+        return simulator.Workload(self.load_trace(), self.seed, self.config)
+
+    def make_objective(self) -> objectives_mod.Objective:
+        return objectives_mod.load_objective(self.objective,
+                                             dict(self.objective_options))
+
+
+def run_one(setup: Setup, policy_spec: str,
+            workload: simulator.Workload | None = None,
+            progress: Callable[[int], None] | None = None) -> RunResult:
+    """Simulate ``policy_spec`` on ``setup``; metrics gain the run's labels."""
+    workload = workload or setup.workload()
+    policy = policies_mod.make_policy(policy_spec)
+    objective = setup.make_objective()
+    sim = simulator.Simulation(workload, setup.cluster, objective)
+    started = time.perf_counter()
+    result = sim.run(policy, progress)
+    wall = time.perf_counter() - started
+    m = result.metrics
+    labels = {'policy': policy_spec, 'objective': objective.name,
+              'objective_weights': dict(objective.weights),
+              'seed': setup.seed, 'trace': workload.trace.name}
+    result.metrics = {**labels, **m, 'wall_s': round(wall, 3),
+                      'decisions_per_s': (round(m['decisions'] / wall)
+                                          if wall > 0 else None)}
+    return result
+
+
+# Worker side of evaluate(): the workload is built once per process.
+_WORKER: dict = {}
+
+
+def _init_worker(setup: Setup, q) -> None:
+    _WORKER['setup'] = setup
+    _WORKER['queue'] = q
+    _WORKER['workload'] = None
+
+
+def _worker_run(policy_spec: str) -> RunResult:
+    if _WORKER['workload'] is None:
+        _WORKER['workload'] = _WORKER['setup'].workload()
+    q = _WORKER['queue']
+    return run_one(_WORKER['setup'], policy_spec, _WORKER['workload'],
+                   progress=(lambda n: q.put(n)) if q is not None else None)
+
+
+def evaluate(setup: Setup, policy_specs: Sequence[str], jobs: int = 1,
+             show_progress: bool = True) -> list[RunResult]:
+    """Run every policy on ``setup``; results in the order given."""
+    for spec in policy_specs:
+        # Fail on a bad name before minutes of simulation, not after.
+        policies_mod.make_policy(spec)
+    setup.make_objective()
+    workload = setup.workload() if jobs <= 1 or len(policy_specs) <= 1 \
+        else None
+    bar = None
+    if show_progress:
+        total = (len(workload) if workload is not None
+                 else len(setup.load_trace())) * len(policy_specs)
+        bar = _progress_bar(total)
+    try:
+        if workload is not None:
+            return [run_one(setup, spec, workload,
+                            bar.update if bar else None)
+                    for spec in policy_specs]
+        return _evaluate_parallel(setup, policy_specs, jobs, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _evaluate_parallel(setup: Setup, policy_specs: Sequence[str], jobs: int,
+                       bar) -> list[RunResult]:
+    ctx = multiprocessing.get_context('spawn')
+    q = ctx.Queue() if bar is not None else None
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set():
+            try:
+                bar.update(q.get(timeout=0.2))
+            except queue.Empty:
+                continue
+
+    pumper = None
+    if q is not None:
+        pumper = threading.Thread(target=pump, daemon=True)
+        pumper.start()
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(jobs, len(policy_specs)), mp_context=ctx,
+                initializer=_init_worker, initargs=(setup, q)) as pool:
+            return list(pool.map(_worker_run, policy_specs))
+    finally:
+        stop.set()
+        if pumper is not None:
+            pumper.join()
+            while True:
+                try:
+                    bar.update(q.get_nowait())
+                except queue.Empty:
+                    break
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm
+    return tqdm(total=total, unit='decision', unit_scale=True,
+                smoothing=0.1, mininterval=0.5)
