@@ -110,3 +110,21 @@ def test_seeds_select_the_workload():
     b = play(env, nova, seed=1)[0]
     c = play(env, nova, seed=0)[0]
     assert a == c and a != b
+
+
+def test_primed_starts_equal_one_reset_per_instant():
+    from nova_rl_trainer import env as env_mod
+    from nova_rl_trainer import scenarios
+    sc = scenarios.get_scenario('azure-v1-small')
+    trace = sc.load_trace(0)
+    starts = [20000.0, 60000.0, 90000.0]
+    primed = env_mod.PlacementEnv(trace=trace, cluster=sc.cluster)
+    primed.prime_starts(starts)
+    for start in starts:
+        plain = env_mod.PlacementEnv(trace=trace, cluster=sc.cluster)
+        a = plain.reset(options={'start_s': start})[0]
+        b = primed.reset(options={'start_s': start})[0]
+        np.testing.assert_array_equal(a['features'], b['features'])
+        np.testing.assert_array_equal(a['mask'], b['mask'])
+        assert plain.sim.cost() == primed.sim.cost()
+        assert plain.decision.vm == primed.decision.vm

@@ -146,6 +146,35 @@ class PlacementEnv(gym.Env):
                 self._warm.pop(next(iter(self._warm)))
         return warm.clone()
 
+    def prime_starts(self, start_times, seed: int | None = None) -> None:
+        """Warm-start states for many instants in one pass over the trace.
+
+        Equivalent to resetting at each instant once (same warm-up policy,
+        same states), but replays the trace once instead of once per
+        instant.
+        """
+        seed = self.workload_seed if seed is None else int(seed)
+        todo = sorted(float(t) for t in start_times
+                      if (seed, float(t)) not in self._warm and t > 0)
+        if not todo:
+            return
+        sim = simulator.Simulation(self.workload(seed), self.cluster,
+                                   self.objective)
+        sim.enable_usage()
+        policy = policies_mod.make_policy(self.warmup_policy)
+        policy.bind(sim)
+        arrival = sim.workload.trace.arrival_s
+        for start_s in todo:
+            while True:
+                # A request left pending at the previous instant is
+                # still to be placed.
+                vm = sim.current_vm if sim.current_vm >= 0 \
+                    else sim.next_decision()
+                if vm < 0 or arrival[vm] >= start_s:
+                    break
+                sim.place(vm, policy.choose(vm, sim.fit))
+            self._warm[(seed, start_s)] = sim.clone()
+
     # -- gymnasium API ------------------------------------------------------
 
     def reset(self, *, seed: int | None = None,

@@ -41,7 +41,7 @@ class PPOConfig:
     gamma: float = 0.995
     gae_lambda: float = 0.95
     clip: float = 0.2
-    epochs: int = 4
+    epochs: int = 3
     minibatch: int = 128
     rollout_decisions: int = 1024
     episode_decisions: int = 512

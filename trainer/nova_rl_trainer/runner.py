@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -121,8 +122,30 @@ def evaluate(setup: Setup, policy_specs: Sequence[str], jobs: int = 1,
             bar.close()
 
 
+_BLAS_THREADS = ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS',
+                 'MKL_NUM_THREADS')
+
+
 def _evaluate_parallel(setup: Setup, policy_specs: Sequence[str], jobs: int,
                        bar) -> list[RunResult]:
+    # Each worker is one simulation: a BLAS thread pool per worker on top
+    # of the worker processes oversubscribes the cores, which made
+    # artifact policies (small matrix products per decision) several times
+    # slower. Spawned workers read these when they import numpy.
+    saved = {k: os.environ.get(k) for k in _BLAS_THREADS}
+    os.environ.update({k: '1' for k in _BLAS_THREADS})
+    try:
+        return _run_pool(setup, policy_specs, jobs, bar)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_pool(setup: Setup, policy_specs: Sequence[str], jobs: int,
+              bar) -> list[RunResult]:
     ctx = multiprocessing.get_context('spawn')
     q = ctx.Queue() if bar is not None else None
     stop = threading.Event()
