@@ -1,6 +1,6 @@
 # Sourced by the tools/*.sh scripts: create and activate .venv with the
 # project, the trainer and the test requirements installed. Idempotent.
-PYTHON=${PYTHON:-python3.11}
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
