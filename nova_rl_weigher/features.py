@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import operator
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -135,8 +136,8 @@ class UsageLookup:
 NO_USAGE = UsageLookup()
 
 
-#: Per-host input columns of :class:`HostColumns`, in the order of the
-#: tuple :func:`build_matrix` extracts from each :class:`HostView`.
+#: Per-host input columns of :class:`HostColumns`, named as the fields of
+#: :class:`HostView` they are read from.
 HOST_COLUMNS: tuple[str, ...] = (
     'vcpus_total', 'vcpus_used', 'ram_total_mb', 'ram_free_mb',
     'disk_total_gb', 'disk_free_mb', 'cpu_allocation_ratio',
@@ -194,12 +195,8 @@ class HostColumns:
 
     @classmethod
     def from_views(cls, hosts: Sequence[HostView]) -> 'HostColumns':
-        base = np.array([(h.vcpus_total, h.vcpus_used, h.ram_total_mb,
-                          h.ram_free_mb, h.disk_total_gb, h.disk_free_mb,
-                          h.cpu_allocation_ratio, h.ram_allocation_ratio,
-                          h.disk_allocation_ratio, h.num_instances,
-                          h.num_io_ops, h.failed_builds, h.nova_weight)
-                         for h in hosts], dtype=np.float64)
+        row = operator.attrgetter(*HOST_COLUMNS)
+        base = np.array([row(h) for h in hosts], dtype=np.float64)
         return cls.from_arrays(base.reshape(len(hosts), len(HOST_COLUMNS)))
 
     def with_usage(self, names: Sequence[str],

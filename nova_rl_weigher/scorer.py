@@ -207,11 +207,10 @@ class Scorer:
             verdict = gate.OVER_LATENCY_BUDGET
             detail = (f'{elapsed_ms:.3f} ms > '
                       f'{settings.latency_budget_ms} ms')
-        elif assessment.confidence < gate.threshold_for(
-                policy, settings.confidence_threshold):
+        elif assessment.confidence < (threshold := gate.threshold_for(
+                policy, settings.confidence_threshold)):
             verdict = gate.LOW_CONFIDENCE
-            detail = (f'{assessment.confidence:.2f} < '
-                      f'{gate.threshold_for(policy, settings.confidence_threshold)}')
+            detail = f'{assessment.confidence:.2f} < {threshold}'
         elif not in_canary(request.instance_uuid, settings.canary_percent):
             verdict = gate.OUTSIDE_CANARY
         else:
