@@ -50,15 +50,21 @@ def collect(env: env_mod.PlacementEnv, policy: Policy, samples: int,
             horizon: int, rng: np.random.Generator,
             start_range: tuple[float, float], stride: int = 7
             ) -> list[Sample]:
-    """Branch ``samples`` decisions, visiting states along Nova's path."""
+    """Branch ``samples`` decisions, visiting states along Nova's path.
+
+    At most a tenth of the samples come from one episode, so the states
+    spread over the held-out range instead of clustering after one start.
+    """
     out: list[Sample] = []
+    per_episode = max(1, samples // 10)
     while len(out) < samples:
+        quota = len(out) + per_episode
         env.reset(options={'start_s': float(rng.uniform(*start_range)),
                            'max_decisions': None})
         nova = policies_mod.make_policy('nova-default')
         nova.bind(env.sim)
         steps = 0
-        while env.decision is not None and len(out) < samples:
+        while env.decision is not None and len(out) < min(samples, quota):
             d = env.decision
             if steps % stride == 0 and d.candidates.shape[0] > 1:
                 scores = policy.score(d.x)

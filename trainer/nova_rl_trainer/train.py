@@ -55,7 +55,7 @@ class TrainConfig:
     eval_every: int = 10
     eval_decisions: int = 10000     # 0: to the end of the trace
     calibration_samples: int = 300
-    calibration_horizon: int = 300
+    calibration_horizon: int = 2000
     checkpoint_every: int = 10
     train_fraction: float = 0.8
     # Slack around the training ranges, as a share of each range: the
