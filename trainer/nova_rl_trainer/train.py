@@ -34,6 +34,7 @@ from nova_rl_trainer import calibration
 from nova_rl_trainer import checkpoint
 from nova_rl_trainer import env as env_mod
 from nova_rl_trainer import imitation
+from nova_rl_trainer import policies as policies_mod
 from nova_rl_trainer import policy_net
 from nova_rl_trainer import ppo
 
@@ -119,41 +120,35 @@ class Trainer:
     def _train_start(self) -> float:
         return float(self.start_grid[self.rng.integers(len(self.start_grid))])
 
-    def validation_cost(self, chooser) -> float:
-        """Objective accrued over the fixed held-out validation episodes."""
+    def validation_cost(self, make_policy) -> float:
+        """Objective accrued over the fixed held-out validation episodes.
+
+        ``make_policy()`` returns a fresh simulator policy (see
+        :mod:`policies`), bound to each episode's simulation.
+        """
         total = 0.0
+        limit = self.config.eval_decisions or None
         for start in self.val_starts:
-            self.val_env.reset(options={
-                'start_s': start, 'max_decisions': self.config.eval_decisions
-                or None})
-            cost0 = self.val_env.sim.cost()
-            while self.val_env.decision is not None:
-                host = chooser(self.val_env)
-                _, _, term, trunc, _ = self.val_env.step(host)
-                if term or trunc:
-                    break
-            total += self.val_env.sim.cost() - cost0
+            # The environment provides the warm start; the episode itself
+            # runs on the simulation, so the policy builds each feature
+            # matrix once (the environment's observation is not needed).
+            self.val_env.reset(options={'start_s': start})
+            sim = self.val_env.sim
+            policy = make_policy()
+            policy.bind(sim)
+            cost0 = sim.cost()
+            vm, placed = sim.current_vm, 0
+            while vm >= 0 and (limit is None or placed < limit):
+                sim.place(vm, policy.choose(vm, sim.fit))
+                placed += 1
+                vm = sim.next_decision()
+            total += sim.cost() - cost0
         return total
 
-    def _baseline_chooser(self, name: str):
-        from nova_rl_trainer import policies as policies_mod
-
-        def choose(env):
-            if getattr(env, '_bound_to', None) is not env.sim:
-                env._baseline = policies_mod.make_policy(name)
-                env._baseline.bind(env.sim)
-                env._bound_to = env.sim
-            return env._baseline.choose(env.decision.vm, env.sim.fit)
-        return choose
-
-    def _policy_chooser(self):
-        pol = ppo.numpy_policy(self.model)
-
-        def choose(env):
-            d = env.decision
-            return int(d.candidates[int(np.argmax(
-                pol.score(d.x).mean(axis=0)))])
-        return choose
+    def _model_policy(self) -> policies_mod.ScoringPolicy:
+        """The current model, greedy, as a simulator policy."""
+        return policies_mod.ScoringPolicy(ppo.numpy_policy(self.model).score,
+                                          name='training')
 
     # -- stages -------------------------------------------------------------
 
@@ -182,7 +177,7 @@ class Trainer:
                                  'loss_last': curve[-1]})
 
     def evaluate_now(self, stats: dict | None = None) -> dict:
-        cost = self.validation_cost(self._policy_chooser())
+        cost = self.validation_cost(self._model_policy)
         entry = {'iteration': self.iteration, 'validation_cost': cost,
                  'decisions': self.iteration * self.config.ppo
                  .rollout_decisions, **(stats or {})}
@@ -290,7 +285,7 @@ class Trainer:
             for name in ['nova-default'] + ([self.warm_start_name]
                                              if self.warm_start_name else []):
                 self.baseline_costs[name] = self.validation_cost(
-                    self._baseline_chooser(name))
+                    lambda: policies_mod.make_policy(name))
             self.evaluate_now()      # the initial policy, iteration 0
             self.save_checkpoint()
         self.rl(deadline)
