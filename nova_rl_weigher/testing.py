@@ -1,9 +1,11 @@
-"""Helpers that build real policy artifacts for tests and experiments.
+"""Helpers that build real policy artifacts and inputs for tests.
 
 :func:`make_linear_policy` writes an artifact through the production writer
 whose every ensemble member computes the same linear function of chosen
 features, so it is fully confident; with ``agreement=False`` the members
 disagree by design, so the gate's low-confidence path can be exercised.
+:func:`random_candidates` builds a synthetic weighing call (hosts that pass
+Nova's filters, a request and a usage lookup) through the feature code.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ import numpy as np
 
 from nova_rl_weigher import artifact
 from nova_rl_weigher import features
+
+# Synthetic weighing calls (random_candidates): host shapes, flavors (vCPUs,
+# GiB) and candidate-set sizes seen in small and large clouds.
 
 
 def wide_ranges(width: float = 1e6) -> tuple[np.ndarray, np.ndarray]:
@@ -74,3 +79,59 @@ def make_linear_policy(path: str, feature_weights: Mapping[str, float],
                     'feature_weights': dict(feature_weights)},
         policy_version=policy_version)
     return path
+
+
+HOST_VCPUS = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128)
+RAM_GB_PER_VCPU = (1, 2, 4, 8)
+FLAVORS = ((1, 0.75), (1, 1.75), (1, 2), (2, 4), (2, 8), (4, 8), (4, 16),
+           (8, 16), (8, 32), (16, 64), (16, 112))
+
+
+def random_candidates(rng: np.random.Generator, n: int
+                      ) -> tuple[list[features.HostView], features.RequestView,
+                                 features.UsageLookup]:
+    """One synthetic weighing call: a request and n hosts that fit it."""
+    vcpus, ram_gb = FLAVORS[rng.integers(len(FLAVORS))]
+    request = features.RequestView(
+        vcpus=vcpus, memory_mb=ram_gb * 1024, disk_gb=float(
+            rng.choice([0, 10, 20, 40, 80])), project_id='p%d' % rng.integers(4))
+    cpu_ratio = float(rng.choice([1.0, 2.0, 4.0, 16.0]))
+    ram_ratio = float(rng.choice([1.0, 1.0, 1.5]))
+    hosts, usage_hosts = [], {}
+    while len(hosts) < n:
+        hv = float(rng.choice(HOST_VCPUS))
+        ram_mb = hv * float(rng.choice(RAM_GB_PER_VCPU)) * 1024
+        disk_gb = float(rng.choice([200, 500, 1000, 4000]))
+        fill = rng.beta(1.2, 1.2)
+        vcpus_used = np.floor(fill * hv * cpu_ratio * rng.uniform(0.7, 1.0))
+        ram_used = fill * ram_mb * ram_ratio * rng.uniform(0.7, 1.0)
+        disk_used = rng.uniform(0, 0.9) * disk_gb * 1024
+        h = features.HostView(
+            name='h%d' % len(hosts), vcpus_total=hv, vcpus_used=vcpus_used,
+            ram_total_mb=ram_mb, ram_free_mb=ram_mb - ram_used,
+            disk_total_gb=disk_gb, disk_free_mb=disk_gb * 1024 - disk_used,
+            cpu_allocation_ratio=cpu_ratio, ram_allocation_ratio=ram_ratio,
+            num_instances=float(rng.poisson(vcpus_used / 2 + 0.1)),
+            num_io_ops=float(rng.poisson(0.3)),
+            failed_builds=float(rng.random() < 0.02))
+        # Only hosts that pass Nova's RAM, core and disk filters.
+        if (vcpus_used + vcpus > hv * cpu_ratio
+                or ram_used + request.memory_mb > ram_mb * ram_ratio
+                or disk_used + request.disk_gb * 1024 > disk_gb * 1024):
+            continue
+        if rng.random() < 0.5:
+            util = min(vcpus_used / hv, 1.5) * rng.uniform(0.1, 0.8)
+            usage_hosts[h.name] = features.HostUsage(
+                util, min(util * rng.uniform(1.1, 2.0), 2.0),
+                min(ram_used / ram_mb, 1.5) * rng.uniform(0.5, 1.0),
+                min(ram_used / ram_mb, 1.5))
+        hosts.append(h)
+    # Nova's default weighers spread: more free RAM, vCPUs and disk win.
+    x0 = features.build_matrix(hosts, request)
+    i = features.FEATURE_INDEX
+    for h, row in zip(hosts, x0):
+        h.nova_weight = float(row[i['ram_free_frac']] + row[i['vcpu_free_frac']]
+                              + row[i['disk_free_frac']]) * rng.uniform(0.9, 1.1)
+    projects = ({request.project_id: float(rng.uniform(0.05, 1.0))}
+                if rng.random() < 0.5 else {})
+    return hosts, request, features.UsageLookup(usage_hosts, projects)

@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 . tools/setup-venv.sh
 
 OUT=${OUT:-out/main}
-MINUTES=${MINUTES:-3}
+MINUTES=${MINUTES:-2}
 mkdir -p "$OUT"
 nova-rl-trainer train --scenario azure-v1-dev --objective packing \
     --minutes "$MINUTES" --out "$OUT"
 nova-rl-trainer evaluate --scenario azure-v1-test --objective packing \
-    --policies nova-default,nova-pack,first-fit,best-fit,tetris,load-aware,bundled,"$OUT/policy" \
+    --policies nova-default,nova-pack,first-fit,best-fit,tetris,load-aware,"$OUT/policy" \
     --json "$OUT/evaluation.json" --report "$OUT/report"
 echo
 cat "$OUT/report/report.md"

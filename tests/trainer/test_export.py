@@ -8,7 +8,7 @@ torch = pytest.importorskip('torch')
 from nova_rl_weigher import artifact  # noqa: E402
 from nova_rl_weigher import conf  # noqa: E402
 from nova_rl_weigher import features  # noqa: E402
-from nova_rl_weigher.policies import build_default  # noqa: E402
+from nova_rl_weigher import testing  # noqa: E402
 from nova_rl_trainer import policy_net  # noqa: E402
 
 
@@ -16,7 +16,7 @@ def candidate_sets(seed, sizes):
     rng = np.random.default_rng(seed)
     out = []
     for n in sizes:
-        hosts, request, usage = build_default.random_candidates(rng, n)
+        hosts, request, usage = testing.random_candidates(rng, n)
         out.append(features.build_matrix(hosts, request, usage))
     return out
 

@@ -59,6 +59,28 @@ def test_gated_policy_that_never_agrees_is_nova_default(setup, workload,
         assert m[key] == ref[key], key
 
 
+def test_abstaining_falls_back_to_the_configured_nova_weighers(
+        setup, workload, tmp_path):
+    """With Nova configured to pack, an abstaining policy gets nova-pack's
+    placements, and the nova_weight feature is nova-pack's weight."""
+    import dataclasses
+    packed = dataclasses.replace(
+        setup, config=simulator.SimConfig(nova_weighers='nova-pack'))
+    wl = packed.workload()
+    path = make_linear_policy(str(tmp_path / 'p'),
+                              {'ram_free_after_frac': -1.0},
+                              agreement=False)
+    m = metrics(packed, wl, path)
+    ref = metrics(packed, wl, 'nova-pack')
+    assert m['applied_fraction'] < 0.05
+    for key in ('active_host_hours', 'energy_kwh', 'overload_host_hours'):
+        assert m[key] == ref[key], key
+    assert m['active_host_hours'] < 0.7 * metrics(
+        setup, workload, 'nova-default')['active_host_hours']
+    with pytest.raises(ValueError, match='nova_weighers'):
+        simulator.SimConfig(nova_weighers='nova-spread')
+
+
 def test_gated_confident_policy_acts_through_novas_sum(setup, workload,
                                                        tmp_path):
     path = make_linear_policy(str(tmp_path / 'p'),

@@ -96,7 +96,7 @@ def test_worse_candidate_is_refused_and_nothing_changes(policies, tmp_path,
     before = state_of(target)
 
     rc = publish.main(['publish', '--candidate', policies['worse'],
-                       '--target', target, *CLI_FAST])
+                       '--target', target, '--terms', 'all', *CLI_FAST])
     out = capsys.readouterr().out
     assert rc == publish.EXIT_REFUSED == 3
     assert state_of(target) == before
@@ -107,11 +107,22 @@ def test_worse_candidate_is_refused_and_nothing_changes(policies, tmp_path,
     assert 'hot_host_hours is worse than current' in out
     assert 'headroom_deficit_host_hours is worse than nova-default' in out
 
-    result = publish.publish(policies['worse'], target, **FAST)
+    result = publish.publish(policies['worse'], target, terms='all', **FAST)
     assert not result.installed and result.exit_code == 3
     failed = {(f.reference, f.term) for f in result.failures}
     assert ('current', 'hot_host_hours') in failed
     assert ('nova-default', 'headroom_deficit_host_hours') in failed
+    assert state_of(target) == before
+
+    # By default only the chosen objective's terms (balance: overload, hot
+    # spots, rejections) are checked, and the candidate still fails them.
+    result = publish.publish(policies['worse'], target, **FAST)
+    assert not result.installed and result.exit_code == 3
+    assert result.terms == ('overload_host_hours', 'hot_host_hours',
+                            'rejected')
+    failed = {(f.reference, f.term) for f in result.failures}
+    assert ('current', 'hot_host_hours') in failed
+    assert all(t in result.terms + ('objective',) for _, t in failed)
     assert state_of(target) == before
 
 

@@ -86,7 +86,6 @@ def test_importing_the_weigher_never_imports_torch():
         sys.meta_path.insert(0, NoTorch())
         import nova_rl_weigher.weigher, nova_rl_weigher.scorer
         import nova_rl_weigher.testing
-        import nova_rl_weigher.policies.build_default
         assert 'torch' not in sys.modules
         print('ok')
     ''')

@@ -6,7 +6,6 @@ from nova_rl_weigher import conf
 from nova_rl_weigher import features
 from nova_rl_weigher import gate
 from nova_rl_weigher import testing
-from nova_rl_weigher.policies import build_default
 
 
 @pytest.fixture(scope='module')
@@ -16,7 +15,7 @@ def default_policy():
 
 def candidate_matrix(seed, n):
     rng = np.random.default_rng(seed)
-    hosts, request, usage = build_default.random_candidates(rng, n)
+    hosts, request, usage = testing.random_candidates(rng, n)
     return features.build_matrix(hosts, request, usage)
 
 
@@ -33,15 +32,52 @@ def test_any_number_of_hosts(default_policy):
         assert default_policy.score(candidate_matrix(n, n)).shape == (5, n)
 
 
-def test_default_policy_prefers_tighter_fit(default_policy):
-    """The imitation mostly picks a host the best-fit heuristic also likes."""
+def dev_shaped_candidates(rng, n):
+    """Candidates shaped like the hosts the bundled policy was trained on
+    (azure-v1-dev: 48 vCPUs at 4:1, 384 GiB), at random fill levels."""
+    request = features.RequestView(
+        vcpus=int(rng.choice([1, 2, 4, 8])),
+        memory_mb=float(rng.choice([2048, 4096, 8192, 16384])),
+        disk_gb=0.0, project_id='p')
+    hosts = []
+    for i in range(n):
+        fill = rng.uniform(0.0, 0.85)
+        hosts.append(features.HostView(
+            name=f'h{i}', vcpus_total=48,
+            vcpus_used=float(np.floor(fill * 192 * rng.uniform(0.8, 1.0))),
+            ram_total_mb=393216.0, ram_free_mb=393216.0 * (1 - fill),
+            disk_total_gb=2048.0, disk_free_mb=2048 * 1024 * (1 - fill / 3),
+            cpu_allocation_ratio=4.0, ram_allocation_ratio=1.0,
+            num_instances=float(int(fill * 40)), num_io_ops=0.0,
+            failed_builds=0.0))
+    i = features.FEATURE_INDEX
+    for h, row in zip(hosts, features.build_matrix(hosts, request)):
+        # Nova's default weighers: free RAM, vCPUs and disk, summed.
+        h.nova_weight = float(row[i['ram_free_frac']] + row[i['vcpu_free_frac']]
+                              + row[i['disk_free_frac']])
+    return hosts, request
+
+
+def test_bundled_policy_is_the_trained_packing_policy(default_policy):
+    m = default_policy.manifest
+    assert m['objective'] == 'packing'
+    assert 'PPO' in m['provenance']['method']
+    assert m['provenance']['scenario'] == 'azure-v1-dev'
+    assert 0.0 < m['calibration']['confidence_threshold'] <= 1.0
+    assert m['calibration']['table']
+
+
+def test_bundled_policy_packs(default_policy):
+    """Its best host is one of the two fullest (it packs), where Nova's
+    default weighers would pick the emptiest."""
     hits = 0
     for seed in range(60):
-        x = candidate_matrix(100 + seed, 6)
+        hosts, request = dev_shaped_candidates(np.random.default_rng(seed), 6)
+        x = features.build_matrix(hosts, request)
         best = int(np.argmax(default_policy.score(x).mean(axis=0)))
-        h = build_default.heuristic_scores(x)
-        hits += h[best] >= np.sort(h)[-2] - 1e-6   # in the heuristic's top 2
-    assert hits >= 48
+        fullest = np.argsort([h.ram_free_mb for h in hosts])[:2]
+        hits += best in fullest
+    assert hits >= 54
 
 
 def test_agreement_counts_members_and_tolerates_ties():

@@ -3,9 +3,10 @@
 For a sample of decision states of a held-out workload, the simulator is
 branched: one branch places the request where the policy would (the
 ensemble's best host), the other where Nova's default weighers would, and
-both continue with Nova's default for ``horizon`` more decisions (same
-workload, so the only difference is that one placement). The policy's choice
-is "at least as good" when its branch accrued no more objective cost.
+both continue for ``horizon`` more decisions with the heuristic the policy
+was trained to improve on (same workload and same continuation, so the only
+difference is that one placement). The policy's choice is "at least as
+good" when its branch accrued no more objective cost.
 
 For each confidence level the weigher can see (the share of ensemble members
 agreeing), this gives how often a choice made at or above that confidence is
@@ -24,6 +25,7 @@ import numpy as np
 from nova_rl_weigher import gate
 from nova_rl_weigher.policy import Policy
 
+from nova_rl_trainer import branching
 from nova_rl_trainer import env as env_mod
 from nova_rl_trainer import policies as policies_mod
 
@@ -35,36 +37,28 @@ class Sample:
     delta: float          # policy branch cost - Nova branch cost
 
 
-def _continue(sim, horizon: int) -> float:
-    policy = policies_mod.make_policy('nova-default')
-    policy.bind(sim)
-    for _ in range(horizon):
-        vm = sim.next_decision()
-        if vm < 0:
-            break
-        sim.place(vm, policy.choose(vm, sim.fit))
-    return sim.cost()
-
-
 def collect(env: env_mod.PlacementEnv, policy: Policy, samples: int,
-            horizon: int, rng: np.random.Generator,
-            start_range: tuple[float, float], stride: int = 7
+            horizon: int, starts, continuation: str, stride: int = 7
             ) -> list[Sample]:
-    """Branch ``samples`` decisions, visiting states along Nova's path.
+    """Branch ``samples`` decisions along episodes from ``starts``.
 
-    At most a tenth of the samples come from one episode, so the states
-    spread over the held-out range instead of clustering after one start.
+    Each episode walks the held-out trace with the ``continuation``
+    heuristic (the regime the policy is trained to improve on) and branches
+    every ``stride``-th decision with more than one candidate; an equal
+    share of the samples comes from each start, so they spread over the
+    held-out range.
     """
     out: list[Sample] = []
-    per_episode = max(1, samples // 10)
-    while len(out) < samples:
-        quota = len(out) + per_episode
-        env.reset(options={'start_s': float(rng.uniform(*start_range)),
+    starts = list(starts)
+    per_episode = -(-samples // max(len(starts), 1))
+    for start_s in starts:
+        quota = min(samples, len(out) + per_episode)
+        env.reset(options={'start_s': float(start_s),
                            'max_decisions': None})
-        nova = policies_mod.make_policy('nova-default')
-        nova.bind(env.sim)
+        walker = policies_mod.make_policy(continuation)
+        walker.bind(env.sim)
         steps = 0
-        while env.decision is not None and len(out) < min(samples, quota):
+        while env.decision is not None and len(out) < quota:
             d = env.decision
             if steps % stride == 0 and d.candidates.shape[0] > 1:
                 scores = policy.score(d.x)
@@ -74,19 +68,15 @@ def collect(env: env_mod.PlacementEnv, policy: Policy, samples: int,
                 if mine == theirs:
                     out.append(Sample(a.confidence, True, 0.0))
                 else:
-                    costs = []
-                    for host in (mine, theirs):
-                        branch = env.sim.clone()
-                        branch.place(d.vm, host)
-                        costs.append(_continue(branch, horizon))
+                    costs = branching.branch_costs(
+                        env.sim, d.vm, (mine, theirs), continuation,
+                        horizon)
                     out.append(Sample(a.confidence, False,
-                                      costs[0] - costs[1]))
-            host = nova.choose(d.vm, env.sim.fit)
-            _, _, terminated, truncated, _ = env.step(host)
+                                      float(costs[0] - costs[1])))
+            _, _, terminated, truncated, _ = env.step(
+                walker.choose(d.vm, env.sim.fit))
             steps += 1
             if terminated or truncated:
-                break
-            if steps > 50 * samples:
                 break
     return out
 

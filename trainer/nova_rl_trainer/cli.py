@@ -25,6 +25,7 @@ import sys
 from typing import Sequence
 
 from nova_rl_trainer import baselines
+from nova_rl_trainer import nova_weighers
 from nova_rl_trainer import objectives as objectives_mod
 from nova_rl_trainer import policies as policies_mod
 from nova_rl_trainer import runner
@@ -97,6 +98,11 @@ def add_setup_options(p: argparse.ArgumentParser) -> None:
                         '(default %(default)s)')
     g.add_argument('--no-usage-snapshot', action='store_true',
                    help='policies see no measured usage')
+    g.add_argument('--nova-weighers', default=d.nova_weighers,
+                   choices=tuple(nova_weighers.CONFIGURATIONS),
+                   help="the Nova weigher configuration the cluster runs: "
+                        "the nova_weight feature and Nova's choice when a "
+                        "gated policy abstains (default %(default)s)")
     g = p.add_argument_group('objective and seed')
     g.add_argument('--objective', default='packing',
                    help='objective plugin (default %(default)s); one of: '
@@ -151,7 +157,8 @@ def setup_from_args(args: argparse.Namespace) -> runner.Setup:
             usage_window_s=args.usage_window_s,
             hot_threshold=args.hot_threshold,
             headroom_reserve=args.headroom_reserve,
-            usage_snapshot=not args.no_usage_snapshot)
+            usage_snapshot=not args.no_usage_snapshot,
+            nova_weighers=args.nova_weighers)
         options = objectives_mod.parse_options(args.objective_option)
         setup = runner.Setup(
             trace_path=trace_path, trace_format=fmt, cluster=cluster,

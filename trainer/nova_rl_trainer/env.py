@@ -102,6 +102,9 @@ class PlacementEnv(gym.Env):
         self._workloads: collections.OrderedDict[int, simulator.Workload] \
             = collections.OrderedDict()
         self._warm: dict[tuple[int, float], simulator.Simulation] = {}
+        # Starts prepared by prime_starts stay cached; others are evicted
+        # oldest first beyond WARM_CACHE.
+        self._pinned: set[tuple[int, float]] = set()
         self.sim: simulator.Simulation | None = None
         self.decision: Decision | None = None
         self._cost = 0.0
@@ -116,8 +119,9 @@ class PlacementEnv(gym.Env):
             self._workloads[seed] = wl
             while len(self._workloads) > 2:
                 old, _ = self._workloads.popitem(last=False)
-                self._warm = {k: v for k, v in self._warm.items()
-                              if k[0] != old}
+                for key in [k for k in self._warm if k[0] == old]:
+                    del self._warm[key]
+                    self._pinned.discard(key)
         return wl
 
     @property
@@ -142,8 +146,9 @@ class PlacementEnv(gym.Env):
                     sim.place(vm, policy.choose(vm, sim.fit))
             # The pending decision (if any) is the episode's first.
             warm = self._warm[key] = sim
-            while len(self._warm) > WARM_CACHE:
-                self._warm.pop(next(iter(self._warm)))
+            loose = [k for k in self._warm if k not in self._pinned]
+            for old in loose[:max(0, len(loose) - WARM_CACHE)]:
+                del self._warm[old]
         return warm.clone()
 
     def prime_starts(self, start_times, seed: int | None = None) -> None:
@@ -154,8 +159,9 @@ class PlacementEnv(gym.Env):
         instant.
         """
         seed = self.workload_seed if seed is None else int(seed)
-        todo = sorted(float(t) for t in start_times
-                      if (seed, float(t)) not in self._warm and t > 0)
+        keys = {(seed, float(t)) for t in start_times}
+        self._pinned |= keys
+        todo = sorted(t for _, t in keys if (seed, t) not in self._warm)
         if not todo:
             return
         sim = simulator.Simulation(self.workload(seed), self.cluster,
@@ -174,6 +180,13 @@ class PlacementEnv(gym.Env):
                     break
                 sim.place(vm, policy.choose(vm, sim.fit))
             self._warm[(seed, start_s)] = sim.clone()
+
+    def share_starts(self, other: 'PlacementEnv') -> None:
+        """Reuse ``other``'s workloads and warm starts (same trace, cluster,
+        objective and warm-up policy): two environments, one replay."""
+        self._workloads = other._workloads
+        self._warm = other._warm
+        self._pinned = other._pinned
 
     # -- gymnasium API ------------------------------------------------------
 

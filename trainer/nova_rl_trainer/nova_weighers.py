@@ -57,6 +57,11 @@ DEFAULT = NovaMultipliers()
 #: The usual packing configuration: the resource weighers negated.
 PACK = NovaMultipliers(ram=-1.0, cpu=-1.0, disk=-1.0)
 
+#: Nova weigher configurations a simulated cluster can run, by the name of
+#: the baseline that reproduces them.
+CONFIGURATIONS: dict[str, NovaMultipliers] = {'nova-default': DEFAULT,
+                                              'nova-pack': PACK}
+
 
 _max = np.maximum.reduce
 _min = np.minimum.reduce

@@ -3,10 +3,15 @@
 The policy is a softmax over the candidate hosts of the ensemble's mean score
 (the weigher ranks by that same mean). Every member is also trained as a
 policy on its own: the loss is the average over members of PPO's clipped
-objective with that member's probabilities against the behaviour policy, so
-each member is individually good and their disagreement stays meaningful for
-the weigher's confidence gate. A separate permutation-invariant critic
-estimates the value of a decision state from its candidate set.
+objective, each member's ratio taken against its own probabilities at
+collection time (so every ratio starts at 1; actions are sampled from the
+ensemble mean's softmax), so each member is individually good and their
+disagreement stays meaningful for the weigher's confidence gate.
+
+Advantages come from one of two estimators: ``vine`` (default, see
+:func:`collect_vine`) branches the simulation at sampled states and compares
+the tried actions under a common future; ``gae`` uses a separate
+permutation-invariant critic of the candidate set and on-policy rewards.
 
 Rollouts run the exported numpy inference of :mod:`nova_rl_weigher.policy`
 (the code that runs in nova-scheduler), which is much faster than torch for
@@ -19,7 +24,6 @@ compute GAE advantages, then ``epochs`` passes of minibatch updates.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Callable
 
@@ -30,6 +34,7 @@ from torch import nn
 from nova_rl_weigher import features
 from nova_rl_weigher import policy as np_policy
 
+from nova_rl_trainer import branching
 from nova_rl_trainer import env as env_mod
 from nova_rl_trainer.policy_net import EnsembleScorer
 
@@ -50,6 +55,13 @@ class PPOConfig:
     # Scale of the reward before advantage normalisation; only the critic
     # sees it, so it just keeps the value targets near unit size.
     reward_scale: float = 1.0
+    # How advantages are estimated: 'vine' (branch rollouts, see
+    # collect_vine) or 'gae' (the critic, from on-policy rewards).
+    advantage: str = 'vine'
+    vine_states: int = 32          # branched states per iteration
+    vine_actions: int = 4          # actions tried at each branched state
+    vine_horizon: int = 1000       # decisions each branch is continued for
+    vine_stride: int = 16          # trunk decisions between branched states
 
 
 class ValueNet(nn.Module):
@@ -84,15 +96,16 @@ def numpy_policy(model: EnsembleScorer) -> np_policy.Policy:
 
 
 def log_softmax(s: np.ndarray) -> np.ndarray:
-    s = s - s.max()
-    return s - math.log(np.exp(s).sum())
+    """Log-softmax over the last axis (candidates)."""
+    s = s - s.max(axis=-1, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
 
 
 @dataclasses.dataclass
 class Rollout:
     xs: list[np.ndarray]          # candidate features per decision
     actions: np.ndarray           # index into the candidates
-    logp: np.ndarray              # behaviour log-probability
+    logp: np.ndarray              # (T, K) each member's log-probability
     rewards: np.ndarray
     dones: np.ndarray             # episode ended after this step
     next_x: list[np.ndarray | None]   # state after a truncation, to bootstrap
@@ -117,15 +130,15 @@ def collect(env: env_mod.PlacementEnv, model: EnsembleScorer, n: int,
             if env.decision is None:
                 continue
         d = env.decision
-        scores = pol.score(d.x).mean(axis=0).astype(np.float64)
-        lp = log_softmax(scores)
+        member_scores = pol.score(d.x).astype(np.float64)
+        lp = log_softmax(member_scores.mean(axis=0))
         a = int(np.argmax(lp)) if greedy else int(
             rng.choice(len(lp), p=np.exp(lp)))
         _, reward, terminated, truncated, _ = env.step(int(d.candidates[a]))
         done = terminated or truncated or env.decision is None
         xs.append(d.x)
         actions.append(a)
-        logps.append(lp[a])
+        logps.append(log_softmax(member_scores)[:, a])
         rewards.append(reward * reward_scale)
         episode_cost -= reward
         dones.append(done)
@@ -139,6 +152,70 @@ def collect(env: env_mod.PlacementEnv, model: EnsembleScorer, n: int,
     return Rollout(xs, np.array(actions), np.array(logps),
                    np.array(rewards, dtype=np.float64), np.array(dones),
                    next_x, costs)
+
+
+@dataclasses.dataclass
+class VineBatch:
+    """Branched decision states and the advantages measured at each."""
+    xs: list[np.ndarray]          # candidate features per branched state
+    actions: list[np.ndarray]     # candidate indices tried at that state
+    logp: list[np.ndarray]        # (K, tried) each member's log-prob
+    advantages: list[np.ndarray]  # minus (branch cost - mean over branches)
+    trunk_xs: list[np.ndarray]    # every trunk state, for feature ranges
+    episode_costs: list[float]
+
+
+def collect_vine(env: env_mod.PlacementEnv, model: EnsembleScorer,
+                 config: PPOConfig, rng: np.random.Generator,
+                 start_s: Callable[[], float], continuation: str
+                 ) -> VineBatch:
+    """Advantages by branching the simulation (TRPO's "vine" estimator).
+
+    A trunk episode samples the current policy. Every ``vine_stride``
+    decisions, the state is branched: the simulation is cloned once per
+    tried action (the sampled one, the policy's best, Nova's default's and
+    random others), the action is applied and the clone runs
+    ``vine_horizon`` more decisions with the ``continuation`` heuristic.
+    Every branch replays the same workload, so the difference between two
+    branches' costs is the effect of that one placement alone (common random
+    numbers): a low-variance advantage, where on-policy rewards drown one
+    placement's effect in everything else that happens on the cluster.
+    """
+    pol = numpy_policy(model)
+    xs, actions, logps, advs, trunk, costs = [], [], [], [], [], []
+    done, steps, episode_cost = True, 0, 0.0
+    while len(xs) < config.vine_states:
+        if done:
+            env.reset(options={'start_s': start_s(),
+                               'max_decisions': config.episode_decisions})
+            steps, episode_cost = 0, 0.0
+            if env.decision is None:
+                continue
+        d = env.decision
+        trunk.append(d.x)
+        member_scores = pol.score(d.x).astype(np.float64)
+        lp = log_softmax(member_scores.mean(axis=0))
+        a = int(rng.choice(len(lp), p=np.exp(lp)))
+        n = d.candidates.shape[0]
+        if steps % config.vine_stride == 0 and n > 1:
+            nova = int(np.argmax(d.nova_weight))
+            tried = list(dict.fromkeys([a, int(np.argmax(lp)), nova]))
+            others = [i for i in rng.permutation(n) if i not in tried]
+            tried = np.array((tried + others)[:config.vine_actions])
+            branch_cost = branching.branch_costs(
+                env.sim, d.vm, d.candidates[tried], continuation,
+                config.vine_horizon)
+            xs.append(d.x)
+            actions.append(tried)
+            logps.append(log_softmax(member_scores)[:, tried])
+            advs.append(-(branch_cost - branch_cost.mean()))
+        _, reward, terminated, truncated, _ = env.step(int(d.candidates[a]))
+        steps += 1
+        episode_cost -= reward
+        done = terminated or truncated or env.decision is None
+        if done:
+            costs.append(episode_cost)
+    return VineBatch(xs, actions, logps, advs, trunk, costs)
 
 
 def pad(xs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -207,7 +284,8 @@ class PPO:
                 idx = order[start:start + c.minibatch]
                 x, mask = pad([ro.xs[i] for i in idx])
                 a = torch.as_tensor(ro.actions[idx])
-                old_logp = torch.as_tensor(ro.logp[idx], dtype=torch.float32)
+                old_logp = torch.as_tensor(ro.logp[idx].T,
+                                           dtype=torch.float32)  # (K, B)
                 mb_adv = torch.as_tensor(adv[idx], dtype=torch.float32)
                 mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
                 scores = self.model(x, mask)                   # (K, B, N)
@@ -215,7 +293,7 @@ class PPO:
                 logp_all = torch.log_softmax(scores, dim=2)
                 logp = logp_all.gather(
                     2, a[None, :, None].expand(scores.shape[0], -1, 1))[..., 0]
-                ratio = torch.exp(logp - old_logp[None])       # (K, B)
+                ratio = torch.exp(logp - old_logp)             # (K, B)
                 pg = -torch.min(ratio * mb_adv,
                                 ratio.clamp(1 - c.clip, 1 + c.clip) * mb_adv)
                 probs = logp_all.exp()
@@ -248,6 +326,73 @@ class PPO:
                         ((ratio - 1) - torch.log(ratio)).mean())
                 batches += 1
         return {k: v / max(batches, 1) for k, v in stats.items()}
+
+    def update_vine(self, batch: VineBatch, rng: np.random.Generator
+                    ) -> dict:
+        """PPO's clipped surrogate on the branched actions.
+
+        Every tried action counts once (not weighted by its behaviour
+        probability): the gradient on each candidate's logit is then
+        proportional to its measured advantage, so a better host the policy
+        gave little probability to still gains ground; the clip bounds how
+        far one iteration moves each probability, as in PPO.
+        """
+        c = self.config
+        n = len(batch.xs)
+        scale = np.concatenate(batch.advantages).std() + 1e-8
+        stats = {'policy_loss': 0.0, 'entropy': 0.0, 'clip_frac': 0.0,
+                 'approx_kl': 0.0}
+        batches = 0
+        width = max(len(a) for a in batch.actions)
+        for _ in range(c.epochs):
+            order = rng.permutation(n)
+            for start in range(0, n, c.minibatch):
+                idx = order[start:start + c.minibatch]
+                x, mask = pad([batch.xs[i] for i in idx])
+                acts = np.zeros((len(idx), width), dtype=np.int64)
+                k = self.model.members
+                old = np.zeros((k, len(idx), width), dtype=np.float32)
+                adv = np.zeros((len(idx), width), dtype=np.float32)
+                tried = np.zeros((len(idx), width), dtype=bool)
+                for r, i in enumerate(idx):
+                    m = len(batch.actions[i])
+                    acts[r, :m] = batch.actions[i]
+                    old[:, r, :m] = batch.logp[i]
+                    adv[r, :m] = batch.advantages[i] / scale
+                    tried[r, :m] = True
+                acts_t = torch.from_numpy(acts)
+                tried_t = torch.from_numpy(tried)
+                scores = self.model(x, mask).masked_fill(~mask[None], -1e9)
+                logp_all = torch.log_softmax(scores, dim=2)       # (K, B, N)
+                logp = logp_all.gather(
+                    2, acts_t[None].expand(k, -1, -1))            # (K, B, A)
+                ratio = torch.exp(logp - torch.from_numpy(old))
+                adv_t = torch.from_numpy(adv)[None]
+                pg = -torch.min(ratio * adv_t,
+                                ratio.clamp(1 - c.clip, 1 + c.clip) * adv_t)
+                pg = (pg * tried_t[None]).sum() / (tried_t.sum() * k)
+                probs = logp_all.exp()
+                entropy = -(probs * logp_all.masked_fill(~mask[None], 0.0)
+                            ).sum(dim=2).mean()
+                loss = pg - c.entropy_coef * entropy
+                self.opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.model.parameters(),
+                                         c.max_grad_norm)
+                self.opt.step()
+                with torch.no_grad():
+                    r = ratio[tried_t[None].expand_as(ratio)]
+                    stats['policy_loss'] += float(pg)
+                    stats['entropy'] += float(entropy)
+                    stats['clip_frac'] += float(
+                        ((r - 1).abs() > c.clip).float().mean())
+                    stats['approx_kl'] += float(((r - 1) - torch.log(r))
+                                                .mean())
+                batches += 1
+        out = {k: v / max(batches, 1) for k, v in stats.items()}
+        out['mean_abs_advantage'] = float(np.mean(
+            [np.abs(a).mean() for a in batch.advantages]))
+        return out
 
     def state_dict(self) -> dict:
         return {'model': self.model.state_dict(),

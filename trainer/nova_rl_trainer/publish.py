@@ -18,8 +18,12 @@ Nova: confidence threshold applied, Nova's default weighers deciding when
 the policy abstains. The candidate is installed only if, against the
 current policy and against ``nova-default``:
 
-* no checked objective term (all of :data:`objectives.TERMS` by default) is
-  worse on any scenario, beyond a relative ``--tolerance`` (default 0);
+* no checked objective term is worse on any scenario, beyond a relative
+  ``--tolerance`` (default 0). By default the checked terms are those the
+  chosen objective weighs (for ``packing``: active host-hours, energy and
+  rejections): the operator chose that objective, and a packing policy is
+  by design hotter than Nova's spreading default. ``--terms all`` checks
+  every term of :data:`objectives.TERMS`;
 * the chosen objective (the candidate manifest's ``objective``, or
   ``--objective``), summed over the scenarios, is strictly better.
 
@@ -230,11 +234,11 @@ def _json_number(value: Any) -> Any:
 
 def resolve_terms(terms: str | Sequence[str] | None,
                   objective: objectives_mod.Objective) -> tuple[str, ...]:
-    """``None``/``'all'``: every term; ``'objective'``: the ones the
+    """``'all'``: every term; ``None``/``'objective'``: the ones the
     objective weighs; else the listed terms (a sequence or ``'a,b'``)."""
-    if terms is None or terms == 'all':
+    if terms == 'all':
         return objectives_mod.TERMS
-    if terms == 'objective':
+    if terms is None or terms == 'objective':
         return tuple(t for t in objectives_mod.TERMS
                      if objective.weights.get(t))
     if isinstance(terms, str):
@@ -467,9 +471,11 @@ def register(subparsers) -> None:
     g.add_argument('--objective-option', action='append', default=[],
                    metavar='KEY=NUMBER',
                    help='term weight (or, for mix, objective weight)')
-    g.add_argument('--terms', default='all', metavar='all|objective|T,...',
-                   help='terms that must not get worse (default: all of '
-                        + ', '.join(objectives_mod.TERMS) + ')')
+    g.add_argument('--terms', default='objective',
+                   metavar='objective|all|T,...',
+                   help="terms that must not get worse: 'objective' (the "
+                        "chosen objective's terms, default), 'all' (" +
+                        ', '.join(objectives_mod.TERMS) + ') or a list')
     g.add_argument('--tolerance', type=float, default=0.0, metavar='REL',
                    help='relative slack for "not worse", e.g. 0.01 '
                         '(default 0)')
@@ -510,6 +516,7 @@ def _add_trace_options(p: argparse.ArgumentParser) -> None:
     # The simulate/evaluate commands' trace, cluster and measurement
     # options, so a held-out trace is described the same way everywhere.
     from nova_rl_trainer import cli
+    from nova_rl_trainer import nova_weighers
     from nova_rl_trainer import simulator
     g = p.add_argument_group('other held-out trace (optional)')
     g.add_argument('--trace', metavar='PATH')
@@ -526,6 +533,10 @@ def _add_trace_options(p: argparse.ArgumentParser) -> None:
     g.add_argument('--headroom-reserve', type=float,
                    default=d.headroom_reserve)
     g.add_argument('--no-usage-snapshot', action='store_true')
+    g.add_argument('--nova-weighers', default=d.nova_weighers,
+                   choices=tuple(nova_weighers.CONFIGURATIONS),
+                   help="the Nova weigher configuration of the cluster the "
+                        "policy is for (default %(default)s)")
 
 
 def _setups_from_args(args: argparse.Namespace) -> list[runner.Setup]:

@@ -75,8 +75,17 @@ class SimConfig:
     #: Give policies measured usage features (as the weigher's usage
     #: snapshot does); False marks usage absent.
     usage_snapshot: bool = True
+    #: The Nova weigher configuration the cluster runs: it gives the
+    #: ``nova_weight`` feature policies read, and so the host Nova picks
+    #: when a gated policy abstains. ``nova-pack`` is how an operator who
+    #: wants packing configures Nova (negative resource multipliers).
+    nova_weighers: str = 'nova-default'
 
     def __post_init__(self) -> None:
+        if self.nova_weighers not in nova_weighers.CONFIGURATIONS:
+            raise ValueError(
+                f'nova_weighers {self.nova_weighers!r}: one of '
+                + ', '.join(nova_weighers.CONFIGURATIONS))
         if not self.usage_interval_s > 0:
             raise ValueError('usage_interval_s must be positive')
         if not self.usage_window_s >= self.usage_interval_s:
@@ -165,6 +174,8 @@ class Simulation:
         self.workload = workload
         self.cluster = cluster
         self.config = workload.config
+        self._nova_multipliers = nova_weighers.CONFIGURATIONS[
+            self.config.nova_weighers]
         self.objective = objective
         h = cluster.hosts
         self.n_hosts = h
@@ -578,14 +589,16 @@ class Simulation:
     def candidate_columns(self, fit: np.ndarray
                           ) -> tuple[np.ndarray, features.HostColumns]:
         """The candidates' host indices and their columns, ``nova_weight``
-        filled with Nova's default weight over this candidate set."""
+        filled with the weight Nova's configured weighers
+        (``SimConfig.nova_weighers``) give over this candidate set."""
         cand = np.flatnonzero(fit)
         sub = self.cols[:, cand]
         sub[_COLUMN['nova_weight']] = nova_weighers.combined_weights(
             sub[_COLUMN['ram_free_mb']],
             sub[_COLUMN['vcpus_total']] * sub[_COLUMN['cpu_allocation_ratio']]
             - sub[_COLUMN['vcpus_used']], sub[_COLUMN['disk_free_mb']],
-            sub[_COLUMN['num_io_ops']], sub[_COLUMN['num_instances']])
+            sub[_COLUMN['num_io_ops']], sub[_COLUMN['num_instances']],
+            self._nova_multipliers)
         return cand, features.HostColumns(*sub)
 
     def candidate_features(self, vm: int, fit: np.ndarray

@@ -51,12 +51,16 @@ class TrainConfig:
     minutes: float | None = 10.0
     iterations: int | None = None
     warm_start: str | None = 'auto'
+    # The heuristic that continues branches for vine advantages; 'auto':
+    # the objective's default warm-start heuristic, so RL learns where
+    # deviating from it pays off under the objective.
+    continuation: str = 'auto'
     imitation_decisions: int = 20000
     imitation_steps: int = 200
-    eval_every: int = 10
+    eval_every: int = 5
     eval_decisions: int = 10000     # 0: to the end of the trace
-    calibration_samples: int = 300
-    calibration_horizon: int = 2000
+    calibration_samples: int = 200
+    calibration_horizon: int = 1000
     checkpoint_every: int = 10
     train_fraction: float = 0.8
     # Slack around the training ranges, as a share of each range: the
@@ -81,6 +85,12 @@ class Trainer:
         self.progress = progress
         self.env: env_mod.PlacementEnv = make_env()
         self.val_env: env_mod.PlacementEnv = make_env()
+        # Episodes start from the cluster the continuation heuristic has
+        # built, the regime the policy acts in (a packing policy in a
+        # cluster spread by Nova's default would learn about the wrong
+        # states).
+        for e in (self.env, self.val_env):
+            e.warmup_policy = self.continuation
         horizon = self.env.horizon_s
         self.train_range = (0.0, config.train_fraction * horizon)
         self.held_out = (config.train_fraction * horizon, horizon)
@@ -91,6 +101,7 @@ class Trainer:
         self.feature_min = np.full(features.NUM_FEATURES, np.inf)
         self.feature_max = np.full(features.NUM_FEATURES, -np.inf)
         self.iteration = 0
+        self.decisions = 0      # trunk decisions played in RL
         self.history: list[dict] = []
         self.best: dict | None = None
         self.warm_start_name: str | None = None
@@ -100,11 +111,15 @@ class Trainer:
         # replaying the trace up to a new instant for every episode.
         self.start_grid = np.linspace(*self.train_range, num=24,
                                       endpoint=False)
-        self.env.prime_starts(self.start_grid)
         # Validation plays the whole held-out part, so placements are
         # judged over (most of) the lives of the VMs they place.
         self.val_starts = [self.held_out[0]]
-        self.val_env.prime_starts(self.val_starts)
+        # Calibration branches decisions along episodes from these.
+        self.calibration_starts = np.linspace(*self.held_out, num=10,
+                                              endpoint=False)
+        self.env.prime_starts([*self.start_grid, *self.val_starts,
+                               *self.calibration_starts])
+        self.val_env.share_starts(self.env)
 
     # -- helpers ------------------------------------------------------------
 
@@ -116,6 +131,13 @@ class Trainer:
         flat = np.concatenate(xs)
         self.feature_min = np.minimum(self.feature_min, flat.min(axis=0))
         self.feature_max = np.maximum(self.feature_max, flat.max(axis=0))
+
+    @property
+    def continuation(self) -> str:
+        c = self.config
+        if c.continuation != 'auto':
+            return c.continuation
+        return DEFAULT_WARM_START.get(c.objective, 'nova-default')
 
     def _train_start(self) -> float:
         return float(self.start_grid[self.rng.integers(len(self.start_grid))])
@@ -179,8 +201,7 @@ class Trainer:
     def evaluate_now(self, stats: dict | None = None) -> dict:
         cost = self.validation_cost(self._model_policy)
         entry = {'iteration': self.iteration, 'validation_cost': cost,
-                 'decisions': self.iteration * self.config.ppo
-                 .rollout_decisions, **(stats or {})}
+                 'decisions': self.decisions, **(stats or {})}
         for name, base in self.baseline_costs.items():
             entry[f'ratio_to_{name}'] = cost / base if base else None
         self.history.append(entry)
@@ -205,12 +226,22 @@ class Trainer:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                ro = ppo.collect(self.env, self.model,
-                                 c.ppo.rollout_decisions, self.rng,
-                                 self._train_start, c.ppo.episode_decisions,
-                                 c.ppo.reward_scale)
-                self._seen(ro.xs)
-                stats = self.agent.update(ro, self.rng)
+                if c.ppo.advantage == 'vine':
+                    batch = ppo.collect_vine(
+                        self.env, self.model, c.ppo, self.rng,
+                        self._train_start, self.continuation)
+                    self._seen(batch.trunk_xs)
+                    self.decisions += len(batch.trunk_xs)
+                    stats = self.agent.update_vine(batch, self.rng)
+                else:
+                    ro = ppo.collect(self.env, self.model,
+                                     c.ppo.rollout_decisions, self.rng,
+                                     self._train_start,
+                                     c.ppo.episode_decisions,
+                                     c.ppo.reward_scale)
+                    self._seen(ro.xs)
+                    self.decisions += len(ro.xs)
+                    stats = self.agent.update(ro, self.rng)
                 self.iteration += 1
                 if bar is not None:
                     bar.update(1)
@@ -228,15 +259,16 @@ class Trainer:
         c = self.config
         samples = calibration.collect(
             self.val_env, policy, c.calibration_samples,
-            c.calibration_horizon, np.random.default_rng(c.seed + 7),
-            self.held_out)
+            c.calibration_horizon, self.calibration_starts,
+            self.continuation)
         rows = calibration.table(samples)
         threshold = calibration.choose_threshold(rows)
         return {'confidence_threshold': threshold, 'table': rows,
                 'samples': len(samples), 'horizon_decisions':
-                c.calibration_horizon,
+                c.calibration_horizon, 'continuation': self.continuation,
                 'method': 'branch at held-out decisions: policy choice vs '
-                          "Nova default's, both continued with Nova default"}
+                          "Nova's (the configured weighers), both "
+                          f'continued with {self.continuation}'}
 
     # -- checkpoints --------------------------------------------------------
 
@@ -248,6 +280,7 @@ class Trainer:
         checkpoint.save(self.checkpoint_path, {
             'agent': self.agent.state_dict(),
             'iteration': self.iteration,
+            'decisions': self.decisions,
             'history': self.history,
             'best': self.best,
             'feature_min': self.feature_min,
@@ -262,6 +295,7 @@ class Trainer:
         state = checkpoint.load(self.checkpoint_path)
         self.agent.load_state_dict(state['agent'])
         self.iteration = state['iteration']
+        self.decisions = state['decisions']
         self.history = state['history']
         self.best = state['best']
         self.feature_min = state['feature_min']
@@ -301,7 +335,8 @@ class Trainer:
         summary = {
             'objective': c.objective,
             'iterations': self.iteration,
-            'decisions_trained': self.iteration * c.ppo.rollout_decisions,
+            'decisions_trained': self.decisions,
+            'advantage': c.ppo.advantage,
             'minutes': (time.monotonic() - started) / 60.0,
             'warm_start': self.warm_start_name,
             'best_iteration': self.best['iteration'],
@@ -309,16 +344,25 @@ class Trainer:
                                 'best': self.best['validation_cost'],
                                 **self.baseline_costs},
         }
+        # Say plainly where the exported weights come from: the best
+        # validation cost may be the warm start's, when RL did not beat it
+        # within the budget.
+        method = (f'PPO ({c.ppo.advantage} advantages) '
+                  + (f'warm-started by imitation of {self.warm_start_name}'
+                     if self.warm_start_name else 'from scratch')
+                  + f'; best validation at iteration '
+                    f"{self.best['iteration']} of {self.iteration}")
+        if self.best['iteration'] == 0 and self.warm_start_name:
+            method += (': RL did not improve on the warm start, so these '
+                       'are the imitation weights')
         manifest = policy_net.export(
             self.model, os.path.join(self.out, 'policy'),
             feature_min=self.feature_min, feature_max=self.feature_max,
             range_tolerance=c.range_tolerance,
             objective=c.objective, calibration=calib,
-            policy_version=f"{c.objective}-ppo-s{c.seed}-it{self.iteration}",
-            provenance={**self.provenance, 'method': 'PPO'
-                        + (f' warm-started by imitation of '
-                           f'{self.warm_start_name}' if
-                           self.warm_start_name else ' from scratch'),
+            policy_version=f"{c.objective}-ppo-s{c.seed}-it"
+                           f"{self.best['iteration']}",
+            provenance={**self.provenance, 'method': method,
                         'training': summary})
         summary['policy_version'] = manifest['policy_version']
         summary['calibration'] = {k: v for k, v in calib.items()

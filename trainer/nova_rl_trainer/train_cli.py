@@ -31,7 +31,18 @@ def register(sub: argparse._SubParsersAction, add_setup_options,
     p.add_argument('--members', type=int, default=5)
     p.add_argument('--hidden', type=int, default=32)
     p.add_argument('--rollout-decisions', type=int, default=1024)
-    p.add_argument('--calibration-samples', type=int, default=300)
+    p.add_argument('--calibration-samples', type=int, default=200)
+    p.add_argument('--advantage', choices=('vine', 'gae'), default='vine',
+                   help="'vine': branch the simulation and compare tried "
+                        "actions (default); 'gae': learned critic on "
+                        "on-policy rewards")
+    p.add_argument('--vine-states', type=int, default=32,
+                   help='branched states per PPO iteration')
+    p.add_argument('--vine-horizon', type=int, default=1000,
+                   help='decisions each branch is continued for')
+    p.add_argument('--continuation', default='auto', metavar='HEURISTIC',
+                   help="baseline that continues the branches; 'auto': "
+                        "the objective's warm-start heuristic")
     p.add_argument('--resume', action='store_true',
                    help='continue from OUT/checkpoint')
 
@@ -53,12 +64,16 @@ def register(sub: argparse._SubParsersAction, add_setup_options,
             args.minutes, iterations=args.iterations,
             warm_start=None if args.warm_start == 'none' else
             args.warm_start, calibration_samples=args.calibration_samples,
-            ppo=ppo.PPOConfig(rollout_decisions=args.rollout_decisions))
+            continuation=args.continuation,
+            ppo=ppo.PPOConfig(rollout_decisions=args.rollout_decisions,
+                              advantage=args.advantage,
+                              vine_states=args.vine_states,
+                              vine_horizon=args.vine_horizon))
         provenance = {'command': 'nova-rl-trainer ' + ' '.join(
             sys.argv[1:]) if sys.argv[0].endswith('nova-rl-trainer')
             else 'nova-rl-trainer train', 'scenario': setup.name,
             'trace': os.path.basename(setup.trace_path),
-            'seed': args.seed}
+            'seed': args.seed, 'nova_weighers': args.nova_weighers}
         summary = train.Trainer(make_env, args.out, config, provenance,
                           progress=not args.quiet).run(resume=args.resume)
         print(json.dumps(summary, indent=2))
