@@ -58,15 +58,6 @@ def dev_shaped_candidates(rng, n):
     return hosts, request
 
 
-def test_bundled_policy_is_the_trained_packing_policy(default_policy):
-    m = default_policy.manifest
-    assert m['objective'] == 'packing'
-    assert 'PPO' in m['provenance']['method']
-    assert m['provenance']['scenario'] == 'azure-v1-dev'
-    assert 0.0 < m['calibration']['confidence_threshold'] <= 1.0
-    assert m['calibration']['table']
-
-
 def test_bundled_policy_packs(default_policy):
     """Its best host is one of the two fullest (it packs), where Nova's
     default weighers would pick the emptiest."""
