@@ -165,7 +165,14 @@ def _run_pool(setup: Setup, policy_specs: Sequence[str], jobs: int,
         with concurrent.futures.ProcessPoolExecutor(
                 max_workers=min(jobs, len(policy_specs)), mp_context=ctx,
                 initializer=_init_worker, initargs=(setup, q)) as pool:
-            return list(pool.map(_worker_run, policy_specs))
+            # Longest first: an artifact policy (feature matrix and network
+            # per decision) takes 20-50x longer than a heuristic, so it
+            # starts at once while the other workers run the heuristics.
+            order = sorted(range(len(policy_specs)),
+                           key=lambda i: not _is_slow(policy_specs[i]))
+            futures = {i: pool.submit(_worker_run, policy_specs[i])
+                       for i in order}
+            return [futures[i].result() for i in range(len(policy_specs))]
     finally:
         stop.set()
         if pumper is not None:
@@ -175,6 +182,17 @@ def _run_pool(setup: Setup, policy_specs: Sequence[str], jobs: int,
                     bar.update(q.get_nowait())
                 except queue.Empty:
                     break
+
+
+def _is_slow(spec: str) -> bool:
+    """Whether a policy spec runs a network per decision (not a baseline)."""
+    from nova_rl_trainer import baselines
+    from nova_rl_trainer import policies as policies_mod
+    try:
+        name, _ = policies_mod.split_spec(spec)
+    except ValueError:
+        return False
+    return name not in baselines.BASELINES
 
 
 def _progress_bar(total: int):
