@@ -218,6 +218,12 @@ def collect_vine(env: env_mod.PlacementEnv, model: EnsembleScorer,
     return VineBatch(xs, actions, logps, advs, trunk, costs)
 
 
+def _entropy(logp_all: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Entropy ``(K, B)`` of each member's choice over the real candidates."""
+    return -(logp_all.exp() * logp_all.masked_fill(~mask[None], 0.0)
+             ).sum(dim=2)
+
+
 def pad(xs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad candidate sets into ``(B, Nmax, F)`` with a mask."""
     nmax = max(x.shape[0] for x in xs)
@@ -271,6 +277,35 @@ class PPO:
             adv[t] = last
         return adv, adv + v
 
+    # -- pieces shared by both updates ---------------------------------------
+
+    def _log_probs(self, x: torch.Tensor, mask: torch.Tensor
+                   ) -> torch.Tensor:
+        """Each member's log-probabilities over the real candidates."""
+        scores = self.model(x, mask).masked_fill(~mask[None], -1e9)
+        return torch.log_softmax(scores, dim=2)
+
+    def _clipped_loss(self, ratio: torch.Tensor, adv: torch.Tensor
+                      ) -> torch.Tensor:
+        """PPO's clipped surrogate, negated (a loss), element-wise."""
+        clip = self.config.clip
+        return -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
+
+    def _step(self, opt: torch.optim.Optimizer, module: nn.Module,
+              loss: torch.Tensor) -> None:
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(module.parameters(),
+                                 self.config.max_grad_norm)
+        opt.step()
+
+    def _add_ratio_stats(self, stats: dict, ratio: torch.Tensor) -> None:
+        stats['clip_frac'] += float(
+            ((ratio - 1).abs() > self.config.clip).float().mean())
+        stats['approx_kl'] += float(((ratio - 1) - torch.log(ratio)).mean())
+
+    # -- updates -------------------------------------------------------------
+
     def update(self, ro: Rollout, rng: np.random.Generator) -> dict:
         c = self.config
         adv, returns = self.advantages(ro)
@@ -288,42 +323,27 @@ class PPO:
                                            dtype=torch.float32)  # (K, B)
                 mb_adv = torch.as_tensor(adv[idx], dtype=torch.float32)
                 mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                scores = self.model(x, mask)                   # (K, B, N)
-                scores = scores.masked_fill(~mask[None], -1e9)
-                logp_all = torch.log_softmax(scores, dim=2)
+                logp_all = self._log_probs(x, mask)            # (K, B, N)
                 logp = logp_all.gather(
-                    2, a[None, :, None].expand(scores.shape[0], -1, 1))[..., 0]
+                    2, a[None, :, None].expand(logp_all.shape[0], -1, 1)
+                    )[..., 0]
                 ratio = torch.exp(logp - old_logp)             # (K, B)
-                pg = -torch.min(ratio * mb_adv,
-                                ratio.clamp(1 - c.clip, 1 + c.clip) * mb_adv)
-                probs = logp_all.exp()
-                entropy = -(probs * logp_all.masked_fill(~mask[None], 0.0)
-                            ).sum(dim=2)
-                loss = pg.mean() - c.entropy_coef * entropy.mean()
-                self.opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.model.parameters(),
-                                         c.max_grad_norm)
-                self.opt.step()
+                pg = self._clipped_loss(ratio, mb_adv)
+                entropy = _entropy(logp_all, mask)
+                self._step(self.opt, self.model,
+                           pg.mean() - c.entropy_coef * entropy.mean())
 
                 z = (x - self.model.mean) / self.model.std
                 v = self.critic(z, mask)
                 target = torch.as_tensor(returns[idx], dtype=torch.float32)
                 v_loss = 0.5 * ((v - target) ** 2).mean()
-                self.critic_opt.zero_grad()
-                v_loss.backward()
-                nn.utils.clip_grad_norm_(self.critic.parameters(),
-                                         c.max_grad_norm)
-                self.critic_opt.step()
+                self._step(self.critic_opt, self.critic, v_loss)
 
                 with torch.no_grad():
                     stats['policy_loss'] += float(pg.mean())
                     stats['value_loss'] += float(v_loss)
                     stats['entropy'] += float(entropy.mean())
-                    stats['clip_frac'] += float(
-                        ((ratio - 1).abs() > c.clip).float().mean())
-                    stats['approx_kl'] += float(
-                        ((ratio - 1) - torch.log(ratio)).mean())
+                    self._add_ratio_stats(stats, ratio)
                 batches += 1
         return {k: v / max(batches, 1) for k, v in stats.items()}
 
@@ -362,32 +382,20 @@ class PPO:
                     tried[r, :m] = True
                 acts_t = torch.from_numpy(acts)
                 tried_t = torch.from_numpy(tried)
-                scores = self.model(x, mask).masked_fill(~mask[None], -1e9)
-                logp_all = torch.log_softmax(scores, dim=2)       # (K, B, N)
+                logp_all = self._log_probs(x, mask)               # (K, B, N)
                 logp = logp_all.gather(
                     2, acts_t[None].expand(k, -1, -1))            # (K, B, A)
                 ratio = torch.exp(logp - torch.from_numpy(old))
-                adv_t = torch.from_numpy(adv)[None]
-                pg = -torch.min(ratio * adv_t,
-                                ratio.clamp(1 - c.clip, 1 + c.clip) * adv_t)
+                pg = self._clipped_loss(ratio, torch.from_numpy(adv)[None])
                 pg = (pg * tried_t[None]).sum() / (tried_t.sum() * k)
-                probs = logp_all.exp()
-                entropy = -(probs * logp_all.masked_fill(~mask[None], 0.0)
-                            ).sum(dim=2).mean()
-                loss = pg - c.entropy_coef * entropy
-                self.opt.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.model.parameters(),
-                                         c.max_grad_norm)
-                self.opt.step()
+                entropy = _entropy(logp_all, mask).mean()
+                self._step(self.opt, self.model,
+                           pg - c.entropy_coef * entropy)
                 with torch.no_grad():
-                    r = ratio[tried_t[None].expand_as(ratio)]
                     stats['policy_loss'] += float(pg)
                     stats['entropy'] += float(entropy)
-                    stats['clip_frac'] += float(
-                        ((r - 1).abs() > c.clip).float().mean())
-                    stats['approx_kl'] += float(((r - 1) - torch.log(r))
-                                                .mean())
+                    self._add_ratio_stats(
+                        stats, ratio[tried_t[None].expand_as(ratio)])
                 batches += 1
         out = {k: v / max(batches, 1) for k, v in stats.items()}
         out['mean_abs_advantage'] = float(np.mean(

@@ -19,6 +19,7 @@ import threading
 import time
 from typing import Callable, Sequence
 
+from nova_rl_trainer import baselines
 from nova_rl_trainer import objectives as objectives_mod
 from nova_rl_trainer import policies as policies_mod
 from nova_rl_trainer import simulator
@@ -186,8 +187,6 @@ def _run_pool(setup: Setup, policy_specs: Sequence[str], jobs: int,
 
 def _is_slow(spec: str) -> bool:
     """Whether a policy spec runs a network per decision (not a baseline)."""
-    from nova_rl_trainer import baselines
-    from nova_rl_trainer import policies as policies_mod
     try:
         name, _ = policies_mod.split_spec(spec)
     except ValueError:
