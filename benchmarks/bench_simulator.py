@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from nova_rl_trainer import baselines
-from nova_rl_trainer import env as env_mod
-from nova_rl_trainer import objectives
-from nova_rl_trainer import policies
-from nova_rl_trainer import scenarios
-from nova_rl_trainer import simulator
+from nova_rl_trainer.simulation import baselines
+from nova_rl_trainer.learning import env as env_mod
+from nova_rl_trainer.simulation import objectives
+from nova_rl_trainer.simulation import policies
+from nova_rl_trainer.simulation import scenarios
+from nova_rl_trainer.simulation import simulator
 
 TARGET = 20000.0
 

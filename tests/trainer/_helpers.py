@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-from nova_rl_trainer import objectives
-from nova_rl_trainer import simulator
-from nova_rl_trainer.cluster import ClusterSpec
-from nova_rl_trainer.traces import Trace
+from nova_rl_trainer.simulation import objectives
+from nova_rl_trainer.simulation import simulator
+from nova_rl_trainer.simulation.cluster import ClusterSpec
+from nova_rl_trainer.simulation.traces import Trace
 
 HEADER = ('vm_id,project_id,arrival_s,departure_s,vcpus,memory_mb,disk_gb,'
           'cpu_util_mean,cpu_util_p95\n')
@@ -42,7 +42,7 @@ def make_trace(rows, name='t', time_offset_s=0.0) -> Trace:
 
 
 def run(trace, cluster, policy, objective='packing', seed=0, **config):
-    from nova_rl_trainer import policies
+    from nova_rl_trainer.simulation import policies
     wl = simulator.Workload(trace, seed, simulator.SimConfig(**config))
     sim = simulator.Simulation(wl, cluster,
                                objectives.load_objective(objective))

@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from nova_rl_trainer import baselines
-from nova_rl_trainer import nova_weighers
-from nova_rl_trainer import policies
-from nova_rl_trainer import scenarios
-from nova_rl_trainer import simulator
+from nova_rl_trainer.simulation import baselines
+from nova_rl_trainer.simulation import nova_weighers
+from nova_rl_trainer.simulation import policies
+from nova_rl_trainer.simulation import scenarios
+from nova_rl_trainer.simulation import simulator
 
 from ._helpers import make_trace, small_cluster
 

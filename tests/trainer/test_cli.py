@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from nova_rl_trainer import cli
-from nova_rl_trainer.metrics import CONTRACT_KEYS
+from nova_rl_trainer.simulation.metrics import CONTRACT_KEYS
 
 from ._helpers import HEADER
 

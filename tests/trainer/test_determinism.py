@@ -2,19 +2,17 @@
 
 import numpy as np
 
-from nova_rl_trainer import runner
-from nova_rl_trainer import scenarios
-from nova_rl_trainer import simulator
+from nova_rl_trainer.simulation import evaluation as runner
+from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import scenarios
+from nova_rl_trainer.simulation import simulator
 
 TIMING = ('wall_s', 'decisions_per_s')
 
 
 def setup(seed=0, **kw):
     sc = scenarios.get_scenario('azure-v1-small')
-    return runner.Setup(trace_path=sc.trace_path, cluster=sc.cluster,
-                        window=sc.window, sample=sc.sample,
-                        sample_seed=sc.sample_seed, seed=seed, name=sc.name,
-                        **kw)
+    return Setup.from_scenario(sc.name, seed=seed, **kw)
 
 
 def strip(m):
@@ -59,7 +57,7 @@ def test_workload_is_policy_independent():
 
 
 def _samples(s, policy, workload):
-    from nova_rl_trainer import policies
+    from nova_rl_trainer.simulation import policies
     sim = simulator.Simulation(workload, s.cluster)
     sim.run(policies.make_policy(policy))
     return [a * sim.cores for a in sim._samples]

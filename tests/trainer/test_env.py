@@ -8,9 +8,10 @@ from gymnasium.utils.env_checker import check_env
 
 from nova_rl_weigher import features
 
-from nova_rl_trainer import env as env_mod
-from nova_rl_trainer import runner
-from nova_rl_trainer import scenarios
+from nova_rl_trainer.learning import env as env_mod
+from nova_rl_trainer.simulation import evaluation as runner
+from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import scenarios
 
 SMALL = 'azure-v1-small'
 
@@ -63,9 +64,7 @@ def test_return_is_minus_the_objective_and_matches_the_simulator():
     assert total == pytest.approx(-m['objective_value'], rel=1e-9)
     # Following Nova's choice in the env is running nova-default.
     sc = scenarios.get_scenario(SMALL)
-    setup = runner.Setup(trace_path=sc.trace_path, cluster=sc.cluster,
-                         window=sc.window, sample=sc.sample,
-                         sample_seed=sc.sample_seed, objective='balance')
+    setup = Setup.from_scenario(sc.name, objective='balance')
     ref = runner.run_one(setup, 'nova-default').metrics
     assert steps == ref['placed']
     assert m['objective_value'] == pytest.approx(ref['objective_value'])
@@ -113,8 +112,8 @@ def test_seeds_select_the_workload():
 
 
 def test_primed_starts_equal_one_reset_per_instant():
-    from nova_rl_trainer import env as env_mod
-    from nova_rl_trainer import scenarios
+    from nova_rl_trainer.learning import env as env_mod
+    from nova_rl_trainer.simulation import scenarios
     sc = scenarios.get_scenario('azure-v1-small')
     trace = sc.load_trace(0)
     starts = [20000.0, 60000.0, 90000.0]

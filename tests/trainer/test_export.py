@@ -9,7 +9,7 @@ from nova_rl_weigher import artifact  # noqa: E402
 from nova_rl_weigher import conf  # noqa: E402
 from nova_rl_weigher import features  # noqa: E402
 from nova_rl_weigher import testing  # noqa: E402
-from nova_rl_trainer import policy_net  # noqa: E402
+from nova_rl_trainer.learning import policy_net  # noqa: E402
 
 
 def candidate_sets(seed, sizes):

@@ -2,10 +2,11 @@
 
 import pytest
 
-from nova_rl_trainer import baselines
-from nova_rl_trainer import runner
-from nova_rl_trainer import scenarios
-from nova_rl_trainer import traces
+from nova_rl_trainer.simulation import baselines
+from nova_rl_trainer.simulation import evaluation as runner
+from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import scenarios
+from nova_rl_trainer.simulation import traces
 
 from ._helpers import make_trace, run, small_cluster
 
@@ -43,9 +44,7 @@ def test_lower_bound_is_fluid_not_integral():
 
 def test_bound_holds_for_every_baseline_and_is_shared():
     sc = scenarios.get_scenario('azure-v1-small')
-    setup = runner.Setup(trace_path=sc.trace_path, cluster=sc.cluster,
-                         trace_format=sc.trace_format, window=sc.window,
-                         sample=sc.sample, sample_seed=sc.sample_seed)
+    setup = Setup.from_scenario(sc.name)
     wl = setup.workload()
     bounds = set()
     for name in baselines.BASELINES:

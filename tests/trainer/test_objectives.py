@@ -3,8 +3,8 @@
 import pytest
 from stevedore import extension
 
-from nova_rl_trainer import objectives
-from nova_rl_trainer.objectives import ObjectiveError
+from nova_rl_trainer.simulation import objectives
+from nova_rl_trainer.simulation.objectives import ObjectiveError
 
 from ._helpers import make_trace, run, small_cluster
 

@@ -6,19 +6,17 @@ import pytest
 from nova_rl_weigher import features
 from nova_rl_weigher.testing import make_linear_policy
 
-from nova_rl_trainer import policies
-from nova_rl_trainer import runner
-from nova_rl_trainer import scenarios
-from nova_rl_trainer import simulator
+from nova_rl_trainer.simulation import policies
+from nova_rl_trainer.simulation import evaluation as runner
+from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import scenarios
+from nova_rl_trainer.simulation import simulator
 
 
 @pytest.fixture(scope='module')
 def setup():
     sc = scenarios.get_scenario('azure-v1-small')
-    return runner.Setup(trace_path=sc.trace_path, cluster=sc.cluster,
-                        trace_format=sc.trace_format, window=sc.window,
-                        sample=sc.sample, sample_seed=sc.sample_seed,
-                        name=sc.name)
+    return Setup.from_scenario(sc.name)
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,5 @@
-"""The publish gate, atomic install and rollback (nova_rl_trainer.publish).
+"""The publish gate, atomic install and rollback
+(nova_rl_trainer.publishing.judge).
 
 Test policies are linear artifacts evaluated on ``azure-v1-small`` under the
 ``balance`` objective, where (measured, gated, seed 0):
@@ -21,8 +22,8 @@ from nova_rl_weigher.policy_store import PolicyStore
 from nova_rl_weigher.testing import make_linear_policy
 
 from nova_rl_trainer import cli
-from nova_rl_trainer import policy_versions as pv
-from nova_rl_trainer import publish
+from nova_rl_trainer.publishing import versions as pv
+from nova_rl_trainer.publishing import judge as publish
 
 from ._helpers import HEADER
 
@@ -95,8 +96,8 @@ def test_worse_candidate_is_refused_and_nothing_changes(policies, tmp_path,
     assert served(store, target) == 'good'
     before = state_of(target)
 
-    rc = publish.main(['publish', '--candidate', policies['worse'],
-                       '--target', target, '--terms', 'all', *CLI_FAST])
+    rc = cli.main(['publish', '--candidate', policies['worse'],
+                   '--target', target, '--terms', 'all', *CLI_FAST])
     out = capsys.readouterr().out
     assert rc == publish.EXIT_REFUSED == 3
     assert state_of(target) == before
@@ -127,7 +128,7 @@ def test_worse_candidate_is_refused_and_nothing_changes(policies, tmp_path,
 
 
 def test_candidate_no_better_than_nova_default_is_refused(policies,
-                                                         tmp_path):
+                                                          tmp_path):
     target = str(tmp_path / 'policy')
     result = publish.publish(policies['nova'], target, **FAST)
     # Equal on every term (same decisions), so only "better" fails.
@@ -146,8 +147,8 @@ def test_better_candidate_installed_over_plain_dir_then_rollback(
     store = PolicyStore()
     assert served(store, target) == 'worse'
 
-    rc = publish.main(['publish', '--candidate', policies['good'],
-                       '--target', target, *CLI_FAST])
+    rc = cli.main(['publish', '--candidate', policies['good'],
+                   '--target', target, *CLI_FAST])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert 'INSTALLED' in out and 'rollback --target' in out
@@ -160,7 +161,7 @@ def test_better_candidate_installed_over_plain_dir_then_rollback(
     previous = os.path.join(pv.versions_dir(target), history['stack'][0])
     assert artifact.load_artifact(previous).version == 'worse'
 
-    assert publish.main(['rollback', '--target', target]) == 0
+    assert cli.main(['rollback', '--target', target]) == 0
     assert os.path.realpath(target) == os.path.realpath(previous)
     assert artifact.load_artifact(target).version == 'worse'
     assert served(store, target) == 'worse'
@@ -171,7 +172,7 @@ def test_better_candidate_installed_over_plain_dir_then_rollback(
     # Nothing older: a clear error, and the target stays.
     before = state_of(target)
     capsys.readouterr()
-    assert publish.main(['rollback', '--target', target]) == 2
+    assert cli.main(['rollback', '--target', target]) == 2
     assert 'no previous version' in capsys.readouterr().err
     assert state_of(target) == before
     assert served(store, target) == 'worse'
@@ -183,7 +184,7 @@ def test_rollback_without_history_is_an_error(policies, tmp_path, capsys):
         publish.rollback(target)
     shutil.copytree(policies['good'], target)
     before = state_of(target)
-    assert publish.main(['rollback', '--target', target]) == 2
+    assert cli.main(['rollback', '--target', target]) == 2
     assert 'nothing to roll back to' in capsys.readouterr().err
     assert state_of(target) == before
     assert not os.path.exists(pv.versions_dir(target))
@@ -204,13 +205,13 @@ def test_corrupt_candidate_is_refused_with_a_clear_error(policies, tmp_path,
     with pytest.raises(publish.PublishError,
                        match='not a valid policy artifact.*sha256'):
         publish.publish(str(bad), target, **FAST)
-    rc = publish.main(['publish', '--candidate', str(bad), '--target',
-                       target, *CLI_FAST])
+    rc = cli.main(['publish', '--candidate', str(bad), '--target',
+                   target, *CLI_FAST])
     err = capsys.readouterr().err
     assert rc == 2
     assert 'candidate refused' in err and 'nothing was changed' in err
-    assert publish.main(['publish', '--candidate', str(tmp_path / 'none'),
-                         '--target', target, *CLI_FAST]) == 2
+    assert cli.main(['publish', '--candidate', str(tmp_path / 'none'),
+                     '--target', target, *CLI_FAST]) == 2
     assert 'not found' in capsys.readouterr().err
     assert state_of(target) == before
 
@@ -221,9 +222,9 @@ def test_objective_must_be_known(policies, tmp_path, capsys):
                                  {'nova_weight': 1.0})   # objective 'test'
     with pytest.raises(publish.PublishError, match='--objective'):
         publish.publish(unnamed, target, **FAST)
-    assert publish.main(['publish', '--candidate', policies['good'],
-                         '--target', target, '--objective', 'nope',
-                         *CLI_FAST]) == 2
+    assert cli.main(['publish', '--candidate', policies['good'],
+                     '--target', target, '--objective', 'nope',
+                     *CLI_FAST]) == 2
     assert "unknown objective 'nope'" in capsys.readouterr().err
     assert not os.path.lexists(target)
 
@@ -252,10 +253,10 @@ def test_held_out_trace_with_cluster_options(policies, tmp_path, capsys):
     args = ['publish', '--candidate', policies['good'], '--target', target,
             '--trace', str(trace), '--trace-format', 'csv', '--jobs', '1',
             '--quiet', '--dry-run']
-    assert publish.main(args) == 2
+    assert cli.main(args) == 2
     assert 'give the cluster' in capsys.readouterr().err
-    rc = publish.main(args + ['--hosts', '2', '--host-vcpus', '8',
-                              '--host-ram-mb', '8192', '--seed', '1'])
+    rc = cli.main(args + ['--hosts', '2', '--host-vcpus', '8',
+                          '--host-ram-mb', '8192', '--seed', '1'])
     out = capsys.readouterr().out
     assert rc in (0, 3)
     assert 'trace.csv seed 1' in out

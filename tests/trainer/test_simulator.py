@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from nova_rl_trainer import simulator
-from nova_rl_trainer.metrics import CONTRACT_KEYS
+from nova_rl_trainer.simulation import simulator
+from nova_rl_trainer.simulation.metrics import CONTRACT_KEYS
 
 from ._helpers import make_trace, run, small_cluster
 

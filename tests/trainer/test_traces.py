@@ -7,9 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from nova_rl_trainer import azure_v1
-from nova_rl_trainer import traces
-from nova_rl_trainer.traces import TraceError
+from nova_rl_trainer.simulation import azure_v1
+from nova_rl_trainer.simulation import trace_files
+from nova_rl_trainer.simulation import traces
+from nova_rl_trainer.simulation.traces import TraceError
 
 from ._helpers import HEADER
 
@@ -51,7 +52,7 @@ def test_csv_columns_in_any_order_and_gzip(tmp_path):
     path = tmp_path / 'trace.csv.gz'
     with gzip.open(path, 'wt') as f:
         f.write(text)
-    t = traces.load_trace(str(path))
+    t = trace_files.load_trace(str(path))
     assert len(t) == 1 and t.vcpus[0] == 2 and t.departure_s[0] == 5
 
 
@@ -135,17 +136,17 @@ def test_csv_empty_and_missing(tmp_path):
 
 
 def test_format_detection(tmp_path):
-    assert traces.detect_format('x/trace.csv') == 'csv'
-    assert traces.detect_format('x/v1.dev.txt.gz') == 'azure-v1'
+    assert trace_files.detect_format('x/trace.csv') == 'csv'
+    assert trace_files.detect_format('x/v1.dev.txt.gz') == 'azure-v1'
     with pytest.raises(TraceError, match='--trace-format'):
-        traces.detect_format('x/trace.json')
+        trace_files.detect_format('x/trace.json')
     with pytest.raises(TraceError, match='unknown trace format'):
-        traces.load_trace(write(tmp_path, HEADER), 'yaml')
+        trace_files.load_trace(write(tmp_path, HEADER), 'yaml')
 
 
 def test_window_and_sample():
-    t = traces.load_trace(os.path.join(azure_v1.data_dir(),
-                                       'v1.dev.txt.gz'), seed=0)
+    t = trace_files.load_trace(os.path.join(azure_v1.data_dir(),
+                                            'v1.dev.txt.gz'), seed=0)
     w = t.window(3600.0, 7200.0)
     inside = (t.arrival_s >= 3600) & (t.arrival_s < 7200)
     assert len(w) == inside.sum()
@@ -247,7 +248,7 @@ def test_shipped_azure_files():
         assert os.path.exists(os.path.join(d, name)), name
     with open(os.path.join(d, 'README.md')) as f:
         assert 'CC-BY 4.0' in f.read()
-    dev = traces.load_trace(os.path.join(d, 'v1.dev.txt.gz'), seed=0)
+    dev = trace_files.load_trace(os.path.join(d, 'v1.dev.txt.gz'), seed=0)
     assert len(dev) == 259159
     assert dev.horizon_s <= 300000
     assert len(dev.project_ids) > 1000

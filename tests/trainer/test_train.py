@@ -10,11 +10,11 @@ pytest.importorskip('torch')
 
 from nova_rl_weigher import artifact  # noqa: E402
 
-from nova_rl_trainer import checkpoint  # noqa: E402
-from nova_rl_trainer import env as env_mod  # noqa: E402
-from nova_rl_trainer import ppo  # noqa: E402
-from nova_rl_trainer import scenarios  # noqa: E402
-from nova_rl_trainer import train  # noqa: E402
+from nova_rl_trainer.learning import checkpoint  # noqa: E402
+from nova_rl_trainer.learning import env as env_mod  # noqa: E402
+from nova_rl_trainer.learning import ppo  # noqa: E402
+from nova_rl_trainer.simulation import scenarios  # noqa: E402
+from nova_rl_trainer.learning import train  # noqa: E402
 
 
 @pytest.fixture(scope='module')

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nova_rl_trainer import utilisation
+from nova_rl_trainer.simulation import utilisation
 
 from ._helpers import make_trace
 

@@ -39,7 +39,7 @@ from typing import Callable
 
 import numpy as np
 
-from nova_rl_trainer import nova_weighers
+from nova_rl_trainer.simulation import nova_weighers
 
 
 class Baseline:

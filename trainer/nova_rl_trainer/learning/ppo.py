@@ -34,9 +34,9 @@ from torch import nn
 from nova_rl_weigher import features
 from nova_rl_weigher import policy as np_policy
 
-from nova_rl_trainer import branching
-from nova_rl_trainer import env as env_mod
-from nova_rl_trainer.policy_net import EnsembleScorer
+from nova_rl_trainer.learning import branching
+from nova_rl_trainer.learning import env as env_mod
+from nova_rl_trainer.learning.policy_net import EnsembleScorer
 
 
 @dataclasses.dataclass

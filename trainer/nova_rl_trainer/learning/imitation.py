@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nova_rl_trainer import env as env_mod
-from nova_rl_trainer import policies as policies_mod
-from nova_rl_trainer import ppo
-from nova_rl_trainer.policy_net import EnsembleScorer
+from nova_rl_trainer.learning import env as env_mod
+from nova_rl_trainer.simulation import policies as policies_mod
+from nova_rl_trainer.learning import ppo
+from nova_rl_trainer.learning.policy_net import EnsembleScorer
 
 
 def demonstrations(env: env_mod.PlacementEnv, heuristic: str, n: int,

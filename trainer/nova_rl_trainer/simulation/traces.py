@@ -2,8 +2,9 @@
 
 A :class:`Trace` is a set of VM requests in arrival order, as numpy columns.
 Two readers produce one: :func:`read_csv` for the generic format below and
-:func:`nova_rl_trainer.azure_v1.read_azure_v1` for the Azure V1 derived
-trace; :func:`load_trace` picks one by name or file extension.
+:func:`nova_rl_trainer.simulation.azure_v1.read_azure_v1` for the Azure V1
+derived trace; :func:`nova_rl_trainer.simulation.trace_files.load_trace`
+picks one by name or file extension.
 
 The generic CSV has exactly these columns, in any order, with a header line::
 
@@ -25,15 +26,13 @@ import gzip
 import io
 import math
 import os
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
 CSV_COLUMNS: tuple[str, ...] = (
     'vm_id', 'project_id', 'arrival_s', 'departure_s', 'vcpus', 'memory_mb',
     'disk_gb', 'cpu_util_mean', 'cpu_util_p95')
-
-FORMATS = ('azure-v1', 'csv')
 
 
 class TraceError(ValueError):
@@ -334,6 +333,14 @@ def _parse_csv(path: str, f: Iterable[str], name: str | None) -> Trace:
         source=os.path.abspath(path), **arrays)
 
 
+def _stem(path: str) -> str:
+    base = os.path.basename(path)
+    for ext in ('.gz', '.csv', '.txt'):
+        if base.endswith(ext):
+            base = base[:-len(ext)]
+    return base
+
+
 def write_csv(trace: Trace, path: str) -> None:
     """Write ``trace`` in the generic CSV format (round-trips read_csv)."""
     with open(path, 'w', encoding='utf-8', newline='') as f:
@@ -348,51 +355,3 @@ def write_csv(trace: Trace, path: str) -> None:
                         fmt(trace.vcpus[i]), fmt(trace.memory_mb[i]),
                         fmt(trace.disk_gb[i]), fmt(trace.cpu_util_mean[i]),
                         fmt(trace.cpu_util_p95[i])])
-
-
-def _stem(path: str) -> str:
-    base = os.path.basename(path)
-    for ext in ('.gz', '.csv', '.txt'):
-        if base.endswith(ext):
-            base = base[:-len(ext)]
-    return base
-
-
-def detect_format(path: str) -> str:
-    """``csv`` for ``*.csv[.gz]``, ``azure-v1`` for the Azure arrival files."""
-    base = os.path.basename(path)
-    if base.endswith(('.csv', '.csv.gz')):
-        return 'csv'
-    if base.endswith(('.txt', '.txt.gz')) and base.startswith('v1.'):
-        return 'azure-v1'
-    raise TraceError(path, 'cannot tell the trace format from the file name; '
-                     'give --trace-format ' + '|'.join(FORMATS))
-
-
-def load_trace(path: str, trace_format: str | None = None, *, seed: int = 0,
-               window: Sequence[float] | None = None,
-               sample: float = 1.0, sample_seed: int | None = None) -> Trace:
-    """Read a trace in ``trace_format`` (detected when None).
-
-    ``seed`` places the Azure trace's requests inside their 300 s bins and
-    draws its tenants (the CSV needs no randomness). ``window`` ``(start,
-    end)`` and ``sample`` (a fraction of batches, drawn with
-    ``sample_seed``, by default ``seed``) cut the trace down.
-    """
-    fmt = trace_format or detect_format(path)
-    if fmt == 'csv':
-        trace = read_csv(path)
-    elif fmt == 'azure-v1':
-        from nova_rl_trainer import azure_v1
-        trace = azure_v1.read_azure_v1(path, seed=seed)
-    else:
-        raise TraceError(path, f'unknown trace format {fmt!r}; expected one '
-                         'of ' + ', '.join(FORMATS))
-    if window is not None:
-        trace = trace.window(float(window[0]), float(window[1]))
-    if sample != 1.0:
-        trace = trace.sample(sample, seed if sample_seed is None
-                             else sample_seed)
-    if len(trace) == 0:
-        raise TraceError(path, 'no VMs left after windowing and sampling')
-    return trace

@@ -32,7 +32,7 @@ import re
 
 import numpy as np
 
-from nova_rl_trainer.traces import Trace, TraceError, open_text
+from nova_rl_trainer.simulation.traces import Trace, TraceError, open_text
 
 BIN_S = 300.0
 TENANTS = 2000
@@ -42,8 +42,8 @@ _LIFETIME_FILE = re.compile(r'^(?P<stem>.+)\.c(?P<end>\d+)\.txt(\.gz)?$')
 
 def data_dir() -> str:
     """The directory holding the shipped Azure V1 files."""
-    return os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data',
-                        'azure-v1')
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(package, 'data', 'azure-v1')
 
 
 def _find(directory: str, names: tuple[str, ...], what: str,

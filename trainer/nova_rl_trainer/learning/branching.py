@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nova_rl_trainer import policies as policies_mod
+from nova_rl_trainer.simulation import policies as policies_mod
 
 
 def continue_with(sim, policy_name: str, horizon: int) -> float:

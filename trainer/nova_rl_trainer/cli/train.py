@@ -1,7 +1,7 @@
-"""``nova-rl-trainer train`` command line (see :mod:`train`).
+"""``nova-rl-trainer train`` command line.
 
-Kept apart from :mod:`train` so that building the CLI does not import torch:
-``simulate`` and ``evaluate`` start without it.
+Kept apart from :mod:`nova_rl_trainer.learning.train` so that building the
+CLI does not import torch: ``simulate`` and ``evaluate`` start without it.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import json
 import os
 import sys
 
+from nova_rl_trainer.cli import options
 
-def register(sub: argparse._SubParsersAction, add_setup_options,
-             setup_from_args) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``train`` to the trainer's CLI (torch is imported on use)."""
     p = sub.add_parser('train', help='learn a policy by reinforcement '
                                      'learning in the simulator')
-    add_setup_options(p)
+    options.add_setup_options(p)
     p.add_argument('--out', required=True, metavar='DIR',
                    help='write policy/, train.json, curves.png and '
                         'checkpoint/ here')
@@ -47,10 +48,10 @@ def register(sub: argparse._SubParsersAction, add_setup_options,
                    help='continue from OUT/checkpoint')
 
     def cmd(args: argparse.Namespace) -> int:
-        from nova_rl_trainer import env as env_mod
-        from nova_rl_trainer import ppo
-        from nova_rl_trainer import train
-        setup = setup_from_args(args)
+        from nova_rl_trainer.learning import env as env_mod
+        from nova_rl_trainer.learning import ppo
+        from nova_rl_trainer.learning import train
+        setup = options.setup_from_args(args)
         objective = setup.make_objective()
         trace = setup.load_trace()
 
@@ -74,8 +75,9 @@ def register(sub: argparse._SubParsersAction, add_setup_options,
             else 'nova-rl-trainer train', 'scenario': setup.name,
             'trace': os.path.basename(setup.trace_path),
             'seed': args.seed, 'nova_weighers': args.nova_weighers}
-        summary = train.Trainer(make_env, args.out, config, provenance,
-                          progress=not args.quiet).run(resume=args.resume)
+        trainer = train.Trainer(make_env, args.out, config, provenance,
+                                progress=not args.quiet)
+        summary = trainer.run(resume=args.resume)
         print(json.dumps(summary, indent=2))
         return 0
     p.set_defaults(func=cmd)

@@ -24,9 +24,10 @@ import dataclasses
 import math
 import os
 
-from nova_rl_trainer import azure_v1
-from nova_rl_trainer import traces
-from nova_rl_trainer.cluster import ClusterSpec
+from nova_rl_trainer.simulation import azure_v1
+from nova_rl_trainer.simulation import trace_files
+from nova_rl_trainer.simulation import traces
+from nova_rl_trainer.simulation.cluster import ClusterSpec
 
 GIB = 1024.0
 
@@ -48,10 +49,10 @@ class Scenario:
         return os.path.join(azure_v1.data_dir(), self.trace_file)
 
     def load_trace(self, seed: int = 0) -> traces.Trace:
-        trace = traces.load_trace(self.trace_path, self.trace_format,
-                                  seed=seed, window=self.window,
-                                  sample=self.sample,
-                                  sample_seed=self.sample_seed)
+        trace = trace_files.load_trace(self.trace_path, self.trace_format,
+                                       seed=seed, window=self.window,
+                                       sample=self.sample,
+                                       sample_seed=self.sample_seed)
         return dataclasses.replace(trace, name=self.name)
 
     def describe(self) -> dict:

@@ -32,7 +32,7 @@ import numpy as np
 from nova_rl_weigher import artifact as artifact_mod
 from nova_rl_weigher import gate
 
-from nova_rl_trainer import baselines
+from nova_rl_trainer.simulation import baselines
 
 BUNDLED = 'bundled'
 DEFAULT_THRESHOLD = 0.8

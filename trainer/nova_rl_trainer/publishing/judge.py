@@ -1,4 +1,5 @@
-"""Publishing a trained policy to the path the weigher serves, behind a gate.
+"""Judging a candidate policy against the served one and Nova's default,
+and installing it only when it wins.
 
 ::
 
@@ -37,23 +38,20 @@ Exit codes: 0 installed (or, with ``--dry-run``, would be) / rolled back;
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
 import os
 import shutil
-import sys
 from typing import Any, Sequence
 
 from nova_rl_weigher import artifact as artifact_mod
 
-from nova_rl_trainer import objectives as objectives_mod
-from nova_rl_trainer import policies as policies_mod
-from nova_rl_trainer import policy_versions as pv
-from nova_rl_trainer import runner
-from nova_rl_trainer import scenarios as scenarios_mod
-from nova_rl_trainer import traces
+from nova_rl_trainer.publishing import versions as pv
+from nova_rl_trainer.simulation import evaluation
+from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation import policies as policies_mod
+from nova_rl_trainer.simulation import traces
+from nova_rl_trainer.simulation.setup import Setup
 
 EXIT_OK = 0
 EXIT_ERROR = 2
@@ -251,14 +249,6 @@ def resolve_terms(terms: str | Sequence[str] | None,
     return tuple(t for t in objectives_mod.TERMS if t in terms)
 
 
-def scenario_setup(name: str, seed: int = 0) -> runner.Setup:
-    """The held-out setup of a named scenario (objective set by publish)."""
-    sc = scenarios_mod.get_scenario(name)
-    return runner.Setup(trace_path=sc.trace_path, trace_format=sc.trace_format,
-                        cluster=sc.cluster, window=sc.window, sample=sc.sample,
-                        sample_seed=sc.sample_seed, seed=seed, name=sc.name)
-
-
 def _gated_spec(path: str, threshold: float | None,
                 multiplier: float | None) -> str:
     # Explicitly gated: that is how the weigher runs a policy in Nova, and
@@ -298,7 +288,7 @@ def publish(candidate: str, target: str, *,
             objective_options: dict[str, float] | None = None,
             scenarios: Sequence[str] = DEFAULT_SCENARIOS,
             seeds: Sequence[int] = (0,),
-            setups: Sequence[runner.Setup] | None = None,
+            setups: Sequence[Setup] | None = None,
             tolerance: float = 0.0,
             terms: str | Sequence[str] | None = None,
             keep: int = DEFAULT_KEEP,
@@ -374,7 +364,8 @@ def publish(candidate: str, target: str, *,
         columns[BASELINE] = BASELINE
         if setups is None:
             try:
-                setups = [scenario_setup(name, seed) for name in scenarios
+                setups = [Setup.from_scenario(name, seed=seed)
+                          for name in scenarios
                           for seed in seeds]
             except ValueError as e:
                 raise PublishError(str(e)) from None
@@ -383,9 +374,9 @@ def publish(candidate: str, target: str, *,
         if not setups:
             raise PublishError('no held-out scenario to evaluate on')
         cases = [_evaluate(dataclasses.replace(
-                    s, objective=obj.name,
-                    objective_options=tuple(obj.options.items())),
-                    columns, jobs, show_progress) for s in setups]
+            s, objective=obj.name,
+            objective_options=tuple(obj.options.items())),
+            columns, jobs, show_progress) for s in setups]
 
         result = PublishResult(
             target=target, candidate=os.path.abspath(candidate),
@@ -402,12 +393,12 @@ def publish(candidate: str, target: str, *,
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _evaluate(setup: runner.Setup, columns: dict[str, str], jobs: int,
+def _evaluate(setup: Setup, columns: dict[str, str], jobs: int,
               show_progress: bool) -> Case:
     try:
-        results = runner.evaluate(setup, list(columns.values()),
-                                  jobs=max(1, min(jobs, len(columns))),
-                                  show_progress=show_progress)
+        results = evaluation.evaluate(setup, list(columns.values()),
+                                      jobs=max(1, min(jobs, len(columns))),
+                                      show_progress=show_progress)
     except (policies_mod.PolicyError, traces.TraceError,
             objectives_mod.ObjectiveError, ValueError, OSError) as e:
         raise PublishError(f'evaluation failed: {e}') from None
@@ -445,190 +436,3 @@ def rollback(target: str) -> pv.RollbackOutcome:
         return pv.rollback(target)
     except (pv.VersionError, OSError) as e:
         raise PublishError(str(e)) from None
-
-
-# -- command line -------------------------------------------------------------
-
-def register(subparsers) -> None:
-    """Add ``publish`` and ``rollback`` to the trainer CLI's subparsers."""
-    p = subparsers.add_parser(
-        'publish', help='install a policy at the weigher\'s path if it '
-                        'beats the current one and nova-default',
-        description='Evaluate the candidate, the policy at the target and '
-                    'nova-default on held-out scenarios (gated, as in Nova) '
-                    'and install the candidate atomically only if no '
-                    'objective term is worse and the objective is better. '
-                    'Exit 0 installed, 3 refused, 2 error.')
-    p.add_argument('--candidate', required=True, metavar='DIR',
-                   help='the policy artifact to publish')
-    p.add_argument('--target', required=True, metavar='DIR',
-                   help="the path in [rl_weigher] policy_path; becomes a "
-                        'symlink into DIR.versions/')
-    g = p.add_argument_group('gate')
-    g.add_argument('--objective', metavar='NAME',
-                   help="the objective to improve (default: the candidate "
-                        "manifest's)")
-    g.add_argument('--objective-option', action='append', default=[],
-                   metavar='KEY=NUMBER',
-                   help='term weight (or, for mix, objective weight)')
-    g.add_argument('--terms', default='objective',
-                   metavar='objective|all|T,...',
-                   help="terms that must not get worse: 'objective' (the "
-                        "chosen objective's terms, default), 'all' (" +
-                        ', '.join(objectives_mod.TERMS) + ') or a list')
-    g.add_argument('--tolerance', type=float, default=0.0, metavar='REL',
-                   help='relative slack for "not worse", e.g. 0.01 '
-                        '(default 0)')
-    g.add_argument('--threshold', type=float, metavar='T',
-                   help="gate confidence threshold as in nova.conf "
-                        "(default: the manifest's calibrated one, else 0.8)")
-    g.add_argument('--multiplier', type=float, metavar='M',
-                   help='weight_multiplier as in nova.conf (default 10)')
-    g = p.add_argument_group('held-out evaluation')
-    g.add_argument('--scenario', action='append', metavar='NAME',
-                   help='repeatable (default: ' + ', '.join(DEFAULT_SCENARIOS)
-                        + ' unless --trace is given); presets: '
-                        + ', '.join(scenarios_mod.SCENARIOS))
-    g.add_argument('--seed', action='append', type=int, metavar='S',
-                   help='repeatable (default 0)')
-    g.add_argument('--jobs', type=int, default=0,
-                   help='parallel simulations (default: one per policy, at '
-                        'most the number of CPUs)')
-    _add_trace_options(p)
-    g = p.add_argument_group('install')
-    g.add_argument('--keep', type=int, default=DEFAULT_KEEP, metavar='N',
-                   help='previous versions kept for rollback (default '
-                        '%(default)s)')
-    g.add_argument('--dry-run', action='store_true',
-                   help='evaluate and decide, install nothing')
-    p.add_argument('--json', metavar='OUT',
-                   help='also write the decision and the metrics here')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
-    p.set_defaults(func=cmd_publish)
-
-    p = subparsers.add_parser(
-        'rollback', help='restore the previously published policy')
-    p.add_argument('--target', required=True, metavar='DIR')
-    p.set_defaults(func=cmd_rollback)
-
-
-def _add_trace_options(p: argparse.ArgumentParser) -> None:
-    # The simulate/evaluate commands' trace, cluster and measurement
-    # options, so a held-out trace is described the same way everywhere.
-    from nova_rl_trainer import cli
-    from nova_rl_trainer import nova_weighers
-    from nova_rl_trainer import simulator
-    g = p.add_argument_group('other held-out trace (optional)')
-    g.add_argument('--trace', metavar='PATH')
-    g.add_argument('--trace-format', choices=traces.FORMATS)
-    g.add_argument('--window', type=cli._window, metavar='START_S:END_S')
-    g.add_argument('--sample', type=float, metavar='FRACTION')
-    for name, typ, text in cli._CLUSTER_FIELDS:
-        g.add_argument('--' + name.replace('_', '-'), type=typ, help=text)
-    d = simulator.SimConfig()
-    g.add_argument('--usage-interval-s', type=float,
-                   default=d.usage_interval_s)
-    g.add_argument('--usage-window-s', type=float, default=d.usage_window_s)
-    g.add_argument('--hot-threshold', type=float, default=d.hot_threshold)
-    g.add_argument('--headroom-reserve', type=float,
-                   default=d.headroom_reserve)
-    g.add_argument('--no-usage-snapshot', action='store_true')
-    g.add_argument('--nova-weighers', default=d.nova_weighers,
-                   choices=tuple(nova_weighers.CONFIGURATIONS),
-                   help="the Nova weigher configuration of the cluster the "
-                        "policy is for (default %(default)s)")
-
-
-def _setups_from_args(args: argparse.Namespace) -> list[runner.Setup]:
-    from nova_rl_trainer import cli
-    names = args.scenario or ([] if args.trace else list(DEFAULT_SCENARIOS))
-    sources = [('scenario', n) for n in names]
-    if args.trace:
-        sources.append(('trace', args.trace))
-    setups = []
-    for seed in args.seed or [0]:
-        for kind, value in sources:
-            ns = argparse.Namespace(**vars(args))
-            ns.scenario, ns.trace = ((value, None) if kind == 'scenario'
-                                     else (None, value))
-            # publish sets the objective; 'packing' only satisfies the
-            # validation in setup_from_args.
-            ns.objective, ns.objective_option, ns.seed = 'packing', [], seed
-            try:
-                setups.append(cli.setup_from_args(ns))
-            except cli.CliError as e:
-                raise PublishError(str(e)) from None
-    return setups
-
-
-def cmd_publish(args: argparse.Namespace) -> int:
-    try:
-        options = objectives_mod.parse_options(args.objective_option)
-        setups = _setups_from_args(args)
-        jobs = args.jobs or min(3, os.cpu_count() or 1)
-        result = publish(
-            args.candidate, args.target, objective=args.objective,
-            objective_options=options, setups=setups,
-            tolerance=args.tolerance, terms=args.terms, keep=args.keep,
-            threshold=args.threshold, multiplier=args.multiplier,
-            jobs=jobs, dry_run=args.dry_run, show_progress=not args.quiet)
-    except (PublishError, objectives_mod.ObjectiveError) as e:
-        print(f'nova-rl-trainer publish: error: {e}; nothing was changed',
-              file=sys.stderr)
-        return EXIT_ERROR
-    print(result.table())
-    for note in result.notes:
-        print(f'note: {note}')
-    if args.json:
-        _write_json(args.json, result.summary())
-    if not result.accepted:
-        print(f'REFUSED: {result.candidate_version} was not installed; '
-              f'{result.target} is unchanged. Failed:')
-        for reason in result.reasons():
-            print(f'  - {reason}')
-    elif result.dry_run:
-        print(f'ACCEPTED (dry run): {result.candidate_version} would be '
-              f'installed at {result.target}')
-    else:
-        print(f'INSTALLED: {result.target} -> {result.installed_as}')
-        if result.previous:
-            print(f'previous version: {result.previous} (nova-rl-trainer '
-                  f'rollback --target {result.target})')
-        if result.pruned:
-            print('pruned old versions: ' + ', '.join(result.pruned))
-    return result.exit_code
-
-
-def cmd_rollback(args: argparse.Namespace) -> int:
-    try:
-        outcome = rollback(args.target)
-    except PublishError as e:
-        print(f'nova-rl-trainer rollback: error: {e}; nothing was changed',
-              file=sys.stderr)
-        return EXIT_ERROR
-    print(f'ROLLED BACK: {pv.normalise(args.target)} -> {outcome.restored} '
-          f'(policy {outcome.policy_version}); {outcome.replaced} retired')
-    return EXIT_OK
-
-
-def _write_json(path: str, doc: dict[str, Any]) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(doc, f, indent=2)
-        f.write('\n')
-    os.replace(tmp, path)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m nova_rl_trainer.publish publish|rollback ...``, the same
-    commands before (or without) the trainer CLI's wiring."""
-    parser = argparse.ArgumentParser(prog='nova-rl-trainer')
-    register(parser.add_subparsers(dest='command', required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from nova_rl_trainer import metrics as metrics_mod
-from nova_rl_trainer.metrics import RunResult
+from nova_rl_trainer.simulation import metrics as metrics_mod
+from nova_rl_trainer.simulation.metrics import RunResult
 
 #: Table columns: (metric key, header, format).
 COLUMNS: tuple[tuple[str, str, str], ...] = (

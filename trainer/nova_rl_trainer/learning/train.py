@@ -30,13 +30,13 @@ import numpy as np
 
 from nova_rl_weigher import features
 
-from nova_rl_trainer import calibration
-from nova_rl_trainer import checkpoint
-from nova_rl_trainer import env as env_mod
-from nova_rl_trainer import imitation
-from nova_rl_trainer import policies as policies_mod
-from nova_rl_trainer import policy_net
-from nova_rl_trainer import ppo
+from nova_rl_trainer.learning import calibration
+from nova_rl_trainer.learning import checkpoint
+from nova_rl_trainer.learning import env as env_mod
+from nova_rl_trainer.learning import imitation
+from nova_rl_trainer.simulation import policies as policies_mod
+from nova_rl_trainer.learning import policy_net
+from nova_rl_trainer.learning import ppo
 
 DEFAULT_WARM_START = {'packing': 'best-fit', 'balance': 'load-aware',
                       'headroom': 'nova-default'}
@@ -317,7 +317,7 @@ class Trainer:
         else:
             self.warm_start()
             for name in ['nova-default'] + ([self.warm_start_name]
-                                             if self.warm_start_name else []):
+                                            if self.warm_start_name else []):
                 self.baseline_costs[name] = self.validation_cost(
                     lambda: policies_mod.make_policy(name))
             self.evaluate_now()      # the initial policy, iteration 0

@@ -1,8 +1,7 @@
 """Running policies on one setup: a single run, or several side by side.
 
-A :class:`Setup` is everything that makes runs comparable (trace, cluster,
-measurement, objective, seed). Every policy evaluated on a setup plays the
-same :class:`simulator.Workload`, so the comparison is paired. Several
+Every policy evaluated on a :class:`~nova_rl_trainer.simulation.setup.Setup`
+plays the same workload, so the comparison is paired. Several
 policies run in parallel worker processes (``jobs``), each rebuilding the
 workload from the setup (deterministic, so identical), with one progress bar
 over all of them.
@@ -11,7 +10,6 @@ over all of them.
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import multiprocessing
 import os
 import queue
@@ -19,44 +17,11 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from nova_rl_trainer import baselines
-from nova_rl_trainer import objectives as objectives_mod
-from nova_rl_trainer import policies as policies_mod
-from nova_rl_trainer import simulator
-from nova_rl_trainer import traces
-from nova_rl_trainer.cluster import ClusterSpec
-from nova_rl_trainer.metrics import RunResult
-
-
-@dataclasses.dataclass(frozen=True)
-class Setup:
-    trace_path: str
-    cluster: ClusterSpec
-    trace_format: str | None = None
-    window: tuple[float, float] | None = None
-    sample: float = 1.0
-    sample_seed: int | None = None
-    config: simulator.SimConfig = simulator.SimConfig()
-    objective: str = 'packing'
-    objective_options: tuple[tuple[str, float], ...] = ()
-    seed: int = 0
-    name: str | None = None     # the scenario's name, if any
-
-    def load_trace(self) -> traces.Trace:
-        trace = traces.load_trace(self.trace_path, self.trace_format,
-                                  seed=self.seed, window=self.window,
-                                  sample=self.sample,
-                                  sample_seed=self.sample_seed)
-        if self.name:
-            trace = dataclasses.replace(trace, name=self.name)
-        return trace
-
-    def workload(self) -> simulator.Workload:
-        return simulator.Workload(self.load_trace(), self.seed, self.config)
-
-    def make_objective(self) -> objectives_mod.Objective:
-        return objectives_mod.load_objective(self.objective,
-                                             dict(self.objective_options))
+from nova_rl_trainer.simulation import baselines
+from nova_rl_trainer.simulation import policies as policies_mod
+from nova_rl_trainer.simulation import simulator
+from nova_rl_trainer.simulation.metrics import RunResult
+from nova_rl_trainer.simulation.setup import Setup
 
 
 def run_one(setup: Setup, policy_spec: str,

@@ -37,7 +37,7 @@ import hashlib
 
 import numpy as np
 
-from nova_rl_trainer.traces import Trace
+from nova_rl_trainer.simulation.traces import Trace
 
 DAY_S = 86400.0
 # z of the 95th percentile of the standard normal.

@@ -29,6 +29,7 @@ pending decision.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import gymnasium as gym
@@ -36,12 +37,12 @@ import numpy as np
 
 from nova_rl_weigher import features
 
-from nova_rl_trainer import objectives as objectives_mod
-from nova_rl_trainer import policies as policies_mod
-from nova_rl_trainer import scenarios as scenarios_mod
-from nova_rl_trainer import simulator
-from nova_rl_trainer.cluster import ClusterSpec
-from nova_rl_trainer.traces import Trace
+from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation import policies as policies_mod
+from nova_rl_trainer.simulation import simulator
+from nova_rl_trainer.simulation.cluster import ClusterSpec
+from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation.traces import Trace
 
 #: Warm-started simulations kept for reuse (each holds a cluster's state).
 WARM_CACHE = 8
@@ -74,9 +75,10 @@ class PlacementEnv(gym.Env):
                  reward_scale: float = 1.0) -> None:
         super().__init__()
         if scenario is not None:
-            sc = scenarios_mod.get_scenario(scenario)
-            self._trace_for: Callable[[int], Trace] = sc.load_trace
-            cluster = cluster or sc.cluster
+            setup = Setup.from_scenario(scenario)
+            self._trace_for: Callable[[int], Trace] = (
+                lambda s: dataclasses.replace(setup, seed=s).load_trace())
+            cluster = cluster or setup.cluster
         elif trace is not None:
             self._trace_for = trace if callable(trace) else (lambda s: trace)
         else:

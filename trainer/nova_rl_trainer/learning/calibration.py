@@ -25,9 +25,9 @@ import numpy as np
 from nova_rl_weigher import gate
 from nova_rl_weigher.policy import Policy
 
-from nova_rl_trainer import branching
-from nova_rl_trainer import env as env_mod
-from nova_rl_trainer import policies as policies_mod
+from nova_rl_trainer.learning import branching
+from nova_rl_trainer.learning import env as env_mod
+from nova_rl_trainer.simulation import policies as policies_mod
 
 
 @dataclasses.dataclass

@@ -45,12 +45,12 @@ import numpy as np
 
 from nova_rl_weigher import features
 
-from nova_rl_trainer import metrics as metrics_mod
-from nova_rl_trainer import nova_weighers
-from nova_rl_trainer import objectives as objectives_mod
-from nova_rl_trainer import utilisation
-from nova_rl_trainer.cluster import ClusterSpec
-from nova_rl_trainer.traces import Trace
+from nova_rl_trainer.simulation import metrics as metrics_mod
+from nova_rl_trainer.simulation import nova_weighers
+from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation import utilisation
+from nova_rl_trainer.simulation.cluster import ClusterSpec
+from nova_rl_trainer.simulation.traces import Trace
 
 DEPART, ARRIVE, TICK = 0, 1, 2
 _EPS = 1e-9

@@ -1,0 +1,63 @@
+"""The ``nova-rl-trainer`` command line.
+
+::
+
+    nova-rl-trainer simulate --trace PATH [--trace-format azure-v1|csv]
+        --hosts N --host-vcpus V --host-ram-mb M [--host-disk-gb D]
+        [--cpu-allocation-ratio R] [--ram-allocation-ratio R]
+        --policy NAME_OR_PATH [--objective NAME] [--seed S] --json OUT
+    nova-rl-trainer evaluate (same trace and cluster options)
+        --policies A,B,... --json OUT --report DIR
+    nova-rl-trainer scenarios            # the named presets
+    nova-rl-trainer size-cluster ...     # hosts for a trace to peak at 90%
+    nova-rl-trainer train ...            # learn a policy (torch)
+    nova-rl-trainer publish ... / rollback --target DIR
+
+``--scenario NAME`` may replace ``--trace`` and the cluster options (which
+then override the preset's). Each command lives in a module of this package
+with a ``register(subparsers)``; their shared options are in
+:mod:`options`. Run any command with ``--help`` for the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from nova_rl_trainer.cli import evaluate
+from nova_rl_trainer.cli import options
+from nova_rl_trainer.cli import publish
+from nova_rl_trainer.cli import scenarios
+from nova_rl_trainer.cli import simulate
+from nova_rl_trainer.cli import size_cluster
+from nova_rl_trainer.cli import train
+from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation import policies as policies_mod
+from nova_rl_trainer.simulation import traces
+
+COMMANDS = (simulate, evaluate, scenarios, size_cluster, train, publish)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='nova-rl-trainer',
+        description='Simulate, evaluate, train and publish host-weighing '
+                    'policies for nova-rl-weigher.')
+    sub = parser.add_subparsers(dest='command', required=True)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (options.CliError, traces.TraceError, policies_mod.PolicyError,
+            objectives_mod.ObjectiveError, ValueError) as e:
+        print(f'nova-rl-trainer: error: {e}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

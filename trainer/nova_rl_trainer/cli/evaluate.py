@@ -1,0 +1,44 @@
+"""``nova-rl-trainer evaluate``: several policies on one trace, side by
+side, with a report."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from nova_rl_trainer.cli import options
+from nova_rl_trainer.cli import output
+from nova_rl_trainer.simulation import evaluation
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser('evaluate', help='compare policies on a trace')
+    options.add_setup_options(p)
+    p.add_argument('--policies', required=True, metavar='A,B,...',
+                   help='comma-separated policy names or paths')
+    p.add_argument('--json', required=True, metavar='OUT',
+                   help='write a list of metrics, one per policy')
+    p.add_argument('--report', required=True, metavar='DIR',
+                   help='write report.md, metrics.csv and plots here')
+    p.add_argument('--jobs', type=int, default=0,
+                   help='parallel worker processes (default: one per '
+                        'policy, at most the number of CPUs)')
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nova_rl_trainer.publishing import report
+    specs = [s.strip() for s in args.policies.split(',') if s.strip()]
+    if not specs:
+        raise options.CliError('--policies is empty')
+    setup = options.setup_from_args(args)
+    jobs = args.jobs if args.jobs else min(len(specs), os.cpu_count() or 1)
+    results = evaluation.evaluate(setup, specs, jobs=jobs,
+                                  show_progress=not args.quiet)
+    output.write_json(args.json, [r.metrics for r in results])
+    files = report.write_report(
+        results, args.report,
+        title=f'Evaluation on {setup.name or setup.trace_path}')
+    print(report.markdown_table(results))
+    print(f'-> {args.json}, report in {args.report} ({len(files)} files)')
+    return 0

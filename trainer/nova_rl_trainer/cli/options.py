@@ -1,0 +1,164 @@
+"""Command-line options shared by the trainer's commands, and the
+:class:`~nova_rl_trainer.simulation.setup.Setup` they describe.
+
+Every command that simulates (``simulate``, ``evaluate``, ``train``,
+``publish``) describes its trace, cluster and measurement with the same
+options, declared here once.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from nova_rl_trainer.simulation import nova_weighers
+from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation import scenarios as scenarios_mod
+from nova_rl_trainer.simulation import simulator
+from nova_rl_trainer.simulation import trace_files
+from nova_rl_trainer.simulation.cluster import ClusterSpec
+from nova_rl_trainer.simulation.setup import Setup
+
+CLUSTER_FIELDS = (
+    ('hosts', int, 'number of compute hosts'),
+    ('host_vcpus', float, 'physical vCPUs per host'),
+    ('host_ram_mb', float, 'physical RAM per host, MiB'),
+    ('host_disk_gb', float, 'local disk per host, GiB (default 2048)'),
+    ('cpu_allocation_ratio', float, 'default 4.0, as Nova 34'),
+    ('ram_allocation_ratio', float, 'default 1.0, as Nova 34'),
+    ('disk_allocation_ratio', float, 'default 1.0, as Nova 34'),
+    ('idle_watts', float, 'power of an active idle host (default 200)'),
+    ('peak_watts', float, 'power of a fully busy host (default 500)'),
+    ('empty_watts', float, 'power of a host with no VM (default 0: off)'),
+)
+
+
+class CliError(Exception):
+    """Bad command-line input: printed as one line, exit status 2."""
+
+
+def parse_window(text: str) -> tuple[float, float]:
+    """``'START_S:END_S'`` -> ``(start, end)``, for ``--window``."""
+    try:
+        start, end = (float(x) for x in text.split(':'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not START_S:END_S') from None
+    return start, end
+
+
+def add_trace_file_options(g) -> None:
+    """How to read a ``--trace``: format, window, sample."""
+    g.add_argument('--trace-format', choices=trace_files.FORMATS,
+                   help='default: from the file name')
+    g.add_argument('--window', type=parse_window, metavar='START_S:END_S',
+                   help='only the VMs arriving in this time window')
+    g.add_argument('--sample', type=float, default=None, metavar='FRACTION',
+                   help='keep this fraction of request batches')
+
+
+def add_cluster_options(g) -> None:
+    """Identical hosts: ``--hosts``, ``--host-vcpus``, ..."""
+    for name, typ, text in CLUSTER_FIELDS:
+        g.add_argument('--' + name.replace('_', '-'), type=typ, help=text)
+
+
+def add_measurement_options(g) -> None:
+    """How the simulator measures (:class:`simulator.SimConfig`)."""
+    d = simulator.SimConfig()
+    g.add_argument('--usage-interval-s', type=float,
+                   default=d.usage_interval_s,
+                   help='seconds between CPU-use samples (default '
+                        '%(default)s)')
+    g.add_argument('--usage-window-s', type=float, default=d.usage_window_s,
+                   help='span of the usage snapshot policies read '
+                        '(default %(default)s)')
+    g.add_argument('--hot-threshold', type=float, default=d.hot_threshold,
+                   help='hot host: demand above this share of its cores '
+                        '(default %(default)s)')
+    g.add_argument('--headroom-reserve', type=float,
+                   default=d.headroom_reserve,
+                   help='capacity share each host keeps for failover '
+                        '(default %(default)s)')
+    g.add_argument('--no-usage-snapshot', action='store_true',
+                   help='policies see no measured usage')
+    g.add_argument('--nova-weighers', default=d.nova_weighers,
+                   choices=tuple(nova_weighers.CONFIGURATIONS),
+                   help="the Nova weigher configuration the cluster runs: "
+                        "the nova_weight feature and Nova's choice when a "
+                        "gated policy abstains (default %(default)s)")
+
+
+def add_setup_options(p: argparse.ArgumentParser) -> None:
+    """Trace, cluster, measurement, objective and seed options."""
+    g = p.add_argument_group('trace')
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument('--trace', metavar='PATH',
+                     help='trace file: an Azure V1 arrival file '
+                          '(v1.*.txt[.gz]) or a CSV')
+    src.add_argument('--scenario', metavar='NAME',
+                     help='a named preset: ' + ', '.join(
+                         scenarios_mod.SCENARIOS))
+    add_trace_file_options(g)
+    add_cluster_options(p.add_argument_group('cluster (identical hosts)'))
+    add_measurement_options(p.add_argument_group('measurement'))
+    g = p.add_argument_group('objective and seed')
+    g.add_argument('--objective', default='packing',
+                   help='objective plugin (default %(default)s); one of: '
+                        + ', '.join(_objective_names()))
+    g.add_argument('--objective-option', action='append', default=[],
+                   metavar='KEY=NUMBER',
+                   help='term weight (or, for mix, objective weight); '
+                        'repeatable or comma-separated')
+    g.add_argument('--seed', type=int, default=0,
+                   help='seed of the trace jitter, tenants and utilisation '
+                        '(default %(default)s)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+
+
+def _objective_names() -> list[str]:
+    try:
+        return objectives_mod.available_objectives()
+    except Exception:  # noqa: BLE001 - only for the help text
+        return ['packing', 'balance', 'headroom', 'mix']
+
+
+def config_from_args(args: argparse.Namespace) -> simulator.SimConfig:
+    return simulator.SimConfig(
+        usage_interval_s=args.usage_interval_s,
+        usage_window_s=args.usage_window_s,
+        hot_threshold=args.hot_threshold,
+        headroom_reserve=args.headroom_reserve,
+        usage_snapshot=not args.no_usage_snapshot,
+        nova_weighers=args.nova_weighers)
+
+
+def setup_from_args(args: argparse.Namespace) -> Setup:
+    """The setup the options describe; :class:`CliError` if they don't."""
+    given = {name: getattr(args, name) for name, _, _ in CLUSTER_FIELDS
+             if getattr(args, name) is not None}
+    try:
+        config = config_from_args(args)
+        options = tuple(objectives_mod.parse_options(
+            args.objective_option).items())
+        common = dict(trace_format=args.trace_format, window=args.window,
+                      sample=args.sample, config=config,
+                      objective=args.objective, objective_options=options)
+        if args.scenario:
+            setup = Setup.from_scenario(args.scenario, seed=args.seed,
+                                        cluster_changes=given, **common)
+        else:
+            missing = [f"--{n.replace('_', '-')}" for n in
+                       ('hosts', 'host_vcpus', 'host_ram_mb')
+                       if n not in given]
+            if missing:
+                raise CliError('with --trace, give the cluster: '
+                               + ' '.join(missing))
+            if common['sample'] is None:
+                common['sample'] = 1.0
+            setup = Setup(trace_path=args.trace,
+                          cluster=ClusterSpec(**given), seed=args.seed,
+                          **common)
+        setup.make_objective()
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    return setup

@@ -1,0 +1,160 @@
+"""``nova-rl-trainer publish`` and ``rollback`` (see
+:mod:`nova_rl_trainer.publishing.judge`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from nova_rl_trainer.cli import options
+from nova_rl_trainer.cli import output
+from nova_rl_trainer.publishing import judge
+from nova_rl_trainer.publishing import versions as pv
+from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation import scenarios as scenarios_mod
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``publish`` and ``rollback`` to the trainer CLI's subparsers."""
+    p = subparsers.add_parser(
+        'publish', help='install a policy at the weigher\'s path if it '
+                        'beats the current one and nova-default',
+        description='Evaluate the candidate, the policy at the target and '
+                    'nova-default on held-out scenarios (gated, as in Nova) '
+                    'and install the candidate atomically only if no '
+                    'objective term is worse and the objective is better. '
+                    'Exit 0 installed, 3 refused, 2 error.')
+    p.add_argument('--candidate', required=True, metavar='DIR',
+                   help='the policy artifact to publish')
+    p.add_argument('--target', required=True, metavar='DIR',
+                   help="the path in [rl_weigher] policy_path; becomes a "
+                        'symlink into DIR.versions/')
+    g = p.add_argument_group('gate')
+    g.add_argument('--objective', metavar='NAME',
+                   help="the objective to improve (default: the candidate "
+                        "manifest's)")
+    g.add_argument('--objective-option', action='append', default=[],
+                   metavar='KEY=NUMBER',
+                   help='term weight (or, for mix, objective weight)')
+    g.add_argument('--terms', default='objective',
+                   metavar='objective|all|T,...',
+                   help="terms that must not get worse: 'objective' (the "
+                        "chosen objective's terms, default), 'all' (" +
+                        ', '.join(objectives_mod.TERMS) + ') or a list')
+    g.add_argument('--tolerance', type=float, default=0.0, metavar='REL',
+                   help='relative slack for "not worse", e.g. 0.01 '
+                        '(default 0)')
+    g.add_argument('--threshold', type=float, metavar='T',
+                   help="gate confidence threshold as in nova.conf "
+                        "(default: the manifest's calibrated one)")
+    g.add_argument('--multiplier', type=float, metavar='M',
+                   help='weight_multiplier as in nova.conf (default: the '
+                        "option's default)")
+    g = p.add_argument_group('held-out evaluation')
+    g.add_argument('--scenario', action='append', metavar='NAME',
+                   help='repeatable (default: '
+                        + ', '.join(judge.DEFAULT_SCENARIOS)
+                        + ' unless --trace is given); presets: '
+                        + ', '.join(scenarios_mod.SCENARIOS))
+    g.add_argument('--seed', action='append', type=int, metavar='S',
+                   help='repeatable (default 0)')
+    g.add_argument('--jobs', type=int, default=0,
+                   help='parallel simulations (default: one per policy, at '
+                        'most the number of CPUs)')
+    # The simulate/evaluate commands' trace, cluster and measurement
+    # options, so a held-out trace is described the same way everywhere.
+    g = p.add_argument_group('other held-out trace (optional)')
+    g.add_argument('--trace', metavar='PATH')
+    options.add_trace_file_options(g)
+    options.add_cluster_options(g)
+    options.add_measurement_options(g)
+    g = p.add_argument_group('install')
+    g.add_argument('--keep', type=int, default=judge.DEFAULT_KEEP,
+                   metavar='N',
+                   help='previous versions kept for rollback (default '
+                        '%(default)s)')
+    g.add_argument('--dry-run', action='store_true',
+                   help='evaluate and decide, install nothing')
+    p.add_argument('--json', metavar='OUT',
+                   help='also write the decision and the metrics here')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=run_publish)
+
+    p = subparsers.add_parser(
+        'rollback', help='restore the previously published policy')
+    p.add_argument('--target', required=True, metavar='DIR')
+    p.set_defaults(func=run_rollback)
+
+
+def _setups_from_args(args: argparse.Namespace) -> list:
+    names = args.scenario or ([] if args.trace
+                              else list(judge.DEFAULT_SCENARIOS))
+    sources = [('scenario', n) for n in names]
+    if args.trace:
+        sources.append(('trace', args.trace))
+    setups = []
+    for seed in args.seed or [0]:
+        for kind, value in sources:
+            ns = argparse.Namespace(**vars(args))
+            ns.scenario, ns.trace = ((value, None) if kind == 'scenario'
+                                     else (None, value))
+            # publish sets the objective; 'packing' only satisfies the
+            # validation in setup_from_args.
+            ns.objective, ns.objective_option, ns.seed = 'packing', [], seed
+            try:
+                setups.append(options.setup_from_args(ns))
+            except options.CliError as e:
+                raise judge.PublishError(str(e)) from None
+    return setups
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    try:
+        objective_options = objectives_mod.parse_options(
+            args.objective_option)
+        setups = _setups_from_args(args)
+        jobs = args.jobs or min(3, os.cpu_count() or 1)
+        result = judge.publish(
+            args.candidate, args.target, objective=args.objective,
+            objective_options=objective_options, setups=setups,
+            tolerance=args.tolerance, terms=args.terms, keep=args.keep,
+            threshold=args.threshold, multiplier=args.multiplier,
+            jobs=jobs, dry_run=args.dry_run, show_progress=not args.quiet)
+    except (judge.PublishError, objectives_mod.ObjectiveError) as e:
+        print(f'nova-rl-trainer publish: error: {e}; nothing was changed',
+              file=sys.stderr)
+        return judge.EXIT_ERROR
+    print(result.table())
+    for note in result.notes:
+        print(f'note: {note}')
+    if args.json:
+        output.write_json(args.json, result.summary())
+    if not result.accepted:
+        print(f'REFUSED: {result.candidate_version} was not installed; '
+              f'{result.target} is unchanged. Failed:')
+        for reason in result.reasons():
+            print(f'  - {reason}')
+    elif result.dry_run:
+        print(f'ACCEPTED (dry run): {result.candidate_version} would be '
+              f'installed at {result.target}')
+    else:
+        print(f'INSTALLED: {result.target} -> {result.installed_as}')
+        if result.previous:
+            print(f'previous version: {result.previous} (nova-rl-trainer '
+                  f'rollback --target {result.target})')
+        if result.pruned:
+            print('pruned old versions: ' + ', '.join(result.pruned))
+    return result.exit_code
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    try:
+        outcome = judge.rollback(args.target)
+    except judge.PublishError as e:
+        print(f'nova-rl-trainer rollback: error: {e}; nothing was changed',
+              file=sys.stderr)
+        return judge.EXIT_ERROR
+    print(f'ROLLED BACK: {pv.normalise(args.target)} -> {outcome.restored} '
+          f'(policy {outcome.policy_version}); {outcome.replaced} retired')
+    return judge.EXIT_OK

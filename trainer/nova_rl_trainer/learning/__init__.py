@@ -1,0 +1,9 @@
+"""Learning a policy in the simulator.
+
+Data flow: :mod:`env` (a gymnasium environment over the simulation) ->
+:mod:`imitation` (warm start from a heuristic) -> :mod:`ppo` (reinforcement
+learning, with :mod:`branching` for vine advantages) -> :mod:`calibration`
+(the gate's confidence threshold) -> :mod:`policy_net` (the torch network
+and its export to the weigher's artifact). :mod:`train` runs the stages;
+:mod:`checkpoint` saves and resumes them without pickle.
+"""
