@@ -13,7 +13,7 @@ import torch
 
 from nova_rl_trainer.learning import env as env_mod
 from nova_rl_trainer.simulation import policies as policies_mod
-from nova_rl_trainer.learning import ppo
+from nova_rl_trainer.learning import policy_net
 from nova_rl_trainer.learning.policy_net import EnsembleScorer
 
 
@@ -58,7 +58,7 @@ def fit(model: EnsembleScorer, xs: list[np.ndarray], choices: np.ndarray,
     curve = []
     for step in range(steps):
         idx = rng.integers(n, size=batch)
-        x, mask = ppo.pad([xs[i] for i in idx])
+        x, mask = policy_net.pad([xs[i] for i in idx])
         a = torch.as_tensor(choices[idx])
         scores = model(x, mask).masked_fill(~mask[None], -1e9)
         logp = torch.log_softmax(scores, dim=2)               # (K, B, N)

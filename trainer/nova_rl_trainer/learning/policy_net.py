@@ -21,6 +21,7 @@ from torch import nn
 
 from nova_rl_weigher import artifact
 from nova_rl_weigher import features
+from nova_rl_weigher import policy as np_policy
 
 
 class EnsembleScorer(nn.Module):
@@ -95,6 +96,28 @@ class EnsembleScorer(nn.Module):
         with torch.no_grad():
             for name, value in params.items():
                 getattr(self, name).copy_(torch.as_tensor(value))
+
+
+def numpy_policy(model: EnsembleScorer) -> np_policy.Policy:
+    """The model as the weigher's numpy inference (no range checks)."""
+    f = features.NUM_FEATURES
+    return np_policy.Policy(
+        params=model.numpy_params(), mean=model.mean.numpy().copy(),
+        std=model.std.numpy().copy(), feature_min=np.full(f, -np.inf),
+        feature_max=np.full(f, np.inf), range_tolerance=0.0, manifest={},
+        version='training')
+
+
+def pad(xs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad candidate sets into ``(B, Nmax, F)`` with a mask."""
+    nmax = max(x.shape[0] for x in xs)
+    batch = np.zeros((len(xs), nmax, xs[0].shape[1]), dtype=np.float32)
+    mask = np.zeros((len(xs), nmax), dtype=bool)
+    for i, x in enumerate(xs):
+        batch[i, :x.shape[0]] = x
+        mask[i, :x.shape[0]] = True
+    return torch.from_numpy(batch), torch.from_numpy(mask)
+
 
 
 def export(model: EnsembleScorer, path: str, *, feature_min: np.ndarray,

@@ -9,13 +9,12 @@ ensemble mean's softmax), so each member is individually good and their
 disagreement stays meaningful for the weigher's confidence gate.
 
 Advantages come from one of two estimators: ``vine`` (default, see
-:func:`collect_vine`) branches the simulation at sampled states and compares
+:func:`rollouts.collect_vine`) branches the simulation at sampled states and compares
 the tried actions under a common future; ``gae`` uses a separate
 permutation-invariant critic of the candidate set and on-policy rewards.
 
-Rollouts run the exported numpy inference of :mod:`nova_rl_weigher.policy`
-(the code that runs in nova-scheduler), which is much faster than torch for
-one small candidate set at a time; updates run in torch on padded batches.
+Rollouts (:mod:`rollouts`) run the exported numpy inference; updates run in
+torch on padded batches.
 
 The loop follows CleanRL's ``ppo.py``: collect ``rollout_decisions`` steps,
 compute GAE advantages, then ``epochs`` passes of minibatch updates.
@@ -24,19 +23,15 @@ compute GAE advantages, then ``epochs`` passes of minibatch updates.
 from __future__ import annotations
 
 import dataclasses
-import time
-from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
 from nova_rl_weigher import features
-from nova_rl_weigher import policy as np_policy
 
-from nova_rl_trainer.learning import branching
-from nova_rl_trainer.learning import env as env_mod
-from nova_rl_trainer.learning.policy_net import EnsembleScorer
+from nova_rl_trainer.learning.policy_net import EnsembleScorer, pad
+from nova_rl_trainer.learning.rollouts import Rollout, VineBatch
 
 
 @dataclasses.dataclass
@@ -85,154 +80,10 @@ class ValueNet(nn.Module):
         return self.rho(torch.cat([mean, maxed, torch.log(count)], dim=1))[:, 0]
 
 
-def numpy_policy(model: EnsembleScorer) -> np_policy.Policy:
-    """The model as the weigher's numpy inference (no range checks)."""
-    f = features.NUM_FEATURES
-    return np_policy.Policy(
-        params=model.numpy_params(), mean=model.mean.numpy().copy(),
-        std=model.std.numpy().copy(), feature_min=np.full(f, -np.inf),
-        feature_max=np.full(f, np.inf), range_tolerance=0.0, manifest={},
-        version='training')
-
-
-def log_softmax(s: np.ndarray) -> np.ndarray:
-    """Log-softmax over the last axis (candidates)."""
-    s = s - s.max(axis=-1, keepdims=True)
-    return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
-
-
-@dataclasses.dataclass
-class Rollout:
-    xs: list[np.ndarray]          # candidate features per decision
-    actions: np.ndarray           # index into the candidates
-    logp: np.ndarray              # (T, K) each member's log-probability
-    rewards: np.ndarray
-    dones: np.ndarray             # episode ended after this step
-    next_x: list[np.ndarray | None]   # state after a truncation, to bootstrap
-    episode_costs: list[float]
-
-
-def collect(env: env_mod.PlacementEnv, model: EnsembleScorer, n: int,
-            rng: np.random.Generator, start_s: Callable[[], float],
-            episode_decisions: int, reward_scale: float,
-            greedy: bool = False) -> Rollout:
-    """Play ``n`` decisions with the current policy (sampling its softmax)."""
-    pol = numpy_policy(model)
-    xs, actions, logps, rewards, dones, next_x, costs = \
-        [], [], [], [], [], [], []
-    done = True
-    episode_cost = 0.0
-    while len(xs) < n:
-        if done:
-            env.reset(options={'start_s': start_s(),
-                               'max_decisions': episode_decisions})
-            episode_cost = 0.0
-            if env.decision is None:
-                continue
-        d = env.decision
-        member_scores = pol.score(d.x).astype(np.float64)
-        lp = log_softmax(member_scores.mean(axis=0))
-        a = int(np.argmax(lp)) if greedy else int(
-            rng.choice(len(lp), p=np.exp(lp)))
-        _, reward, terminated, truncated, _ = env.step(int(d.candidates[a]))
-        done = terminated or truncated or env.decision is None
-        xs.append(d.x)
-        actions.append(a)
-        logps.append(log_softmax(member_scores)[:, a])
-        rewards.append(reward * reward_scale)
-        episode_cost -= reward
-        dones.append(done)
-        # Truncated episodes are bootstrapped from the critic's value of
-        # the state the episode stopped in.
-        next_x.append(env.sim.candidate_features(env.sim.current_vm,
-                                                 env.sim.fit)[1]
-                      if truncated and env.sim.current_vm >= 0 else None)
-        if done:
-            costs.append(episode_cost)
-    return Rollout(xs, np.array(actions), np.array(logps),
-                   np.array(rewards, dtype=np.float64), np.array(dones),
-                   next_x, costs)
-
-
-@dataclasses.dataclass
-class VineBatch:
-    """Branched decision states and the advantages measured at each."""
-    xs: list[np.ndarray]          # candidate features per branched state
-    actions: list[np.ndarray]     # candidate indices tried at that state
-    logp: list[np.ndarray]        # (K, tried) each member's log-prob
-    advantages: list[np.ndarray]  # minus (branch cost - mean over branches)
-    trunk_xs: list[np.ndarray]    # every trunk state, for feature ranges
-    episode_costs: list[float]
-
-
-def collect_vine(env: env_mod.PlacementEnv, model: EnsembleScorer,
-                 config: PPOConfig, rng: np.random.Generator,
-                 start_s: Callable[[], float], continuation: str
-                 ) -> VineBatch:
-    """Advantages by branching the simulation (TRPO's "vine" estimator).
-
-    A trunk episode samples the current policy. Every ``vine_stride``
-    decisions, the state is branched: the simulation is cloned once per
-    tried action (the sampled one, the policy's best, Nova's default's and
-    random others), the action is applied and the clone runs
-    ``vine_horizon`` more decisions with the ``continuation`` heuristic.
-    Every branch replays the same workload, so the difference between two
-    branches' costs is the effect of that one placement alone (common random
-    numbers): a low-variance advantage, where on-policy rewards drown one
-    placement's effect in everything else that happens on the cluster.
-    """
-    pol = numpy_policy(model)
-    xs, actions, logps, advs, trunk, costs = [], [], [], [], [], []
-    done, steps, episode_cost = True, 0, 0.0
-    while len(xs) < config.vine_states:
-        if done:
-            env.reset(options={'start_s': start_s(),
-                               'max_decisions': config.episode_decisions})
-            steps, episode_cost = 0, 0.0
-            if env.decision is None:
-                continue
-        d = env.decision
-        trunk.append(d.x)
-        member_scores = pol.score(d.x).astype(np.float64)
-        lp = log_softmax(member_scores.mean(axis=0))
-        a = int(rng.choice(len(lp), p=np.exp(lp)))
-        n = d.candidates.shape[0]
-        if steps % config.vine_stride == 0 and n > 1:
-            nova = int(np.argmax(d.nova_weight))
-            tried = list(dict.fromkeys([a, int(np.argmax(lp)), nova]))
-            others = [i for i in rng.permutation(n) if i not in tried]
-            tried = np.array((tried + others)[:config.vine_actions])
-            branch_cost = branching.branch_costs(
-                env.sim, d.vm, d.candidates[tried], continuation,
-                config.vine_horizon)
-            xs.append(d.x)
-            actions.append(tried)
-            logps.append(log_softmax(member_scores)[:, tried])
-            advs.append(-(branch_cost - branch_cost.mean()))
-        _, reward, terminated, truncated, _ = env.step(int(d.candidates[a]))
-        steps += 1
-        episode_cost -= reward
-        done = terminated or truncated or env.decision is None
-        if done:
-            costs.append(episode_cost)
-    return VineBatch(xs, actions, logps, advs, trunk, costs)
-
-
 def _entropy(logp_all: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Entropy ``(K, B)`` of each member's choice over the real candidates."""
     return -(logp_all.exp() * logp_all.masked_fill(~mask[None], 0.0)
              ).sum(dim=2)
-
-
-def pad(xs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad candidate sets into ``(B, Nmax, F)`` with a mask."""
-    nmax = max(x.shape[0] for x in xs)
-    batch = np.zeros((len(xs), nmax, xs[0].shape[1]), dtype=np.float32)
-    mask = np.zeros((len(xs), nmax), dtype=bool)
-    for i, x in enumerate(xs):
-        batch[i, :x.shape[0]] = x
-        mask[i, :x.shape[0]] = True
-    return torch.from_numpy(batch), torch.from_numpy(mask)
 
 
 class PPO:
@@ -414,6 +265,3 @@ class PPO:
         self.opt.load_state_dict(state['opt'])
         self.critic_opt.load_state_dict(state['critic_opt'])
 
-
-def now() -> float:
-    return time.monotonic()

@@ -37,6 +37,7 @@ from nova_rl_trainer.learning import imitation
 from nova_rl_trainer.simulation import policies as policies_mod
 from nova_rl_trainer.learning import policy_net
 from nova_rl_trainer.learning import ppo
+from nova_rl_trainer.learning import rollouts
 
 DEFAULT_WARM_START = {'packing': 'best-fit', 'balance': 'load-aware',
                       'headroom': 'nova-default'}
@@ -169,8 +170,8 @@ class Trainer:
 
     def _model_policy(self) -> policies_mod.ScoringPolicy:
         """The current model, greedy, as a simulator policy."""
-        return policies_mod.ScoringPolicy(ppo.numpy_policy(self.model).score,
-                                          name='training')
+        return policies_mod.ScoringPolicy(
+            policy_net.numpy_policy(self.model).score, name='training')
 
     # -- stages -------------------------------------------------------------
 
@@ -227,14 +228,14 @@ class Trainer:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if c.ppo.advantage == 'vine':
-                    batch = ppo.collect_vine(
+                    batch = rollouts.collect_vine(
                         self.env, self.model, c.ppo, self.rng,
                         self._train_start, self.continuation)
                     self._seen(batch.trunk_xs)
                     self.decisions += len(batch.trunk_xs)
                     stats = self.agent.update_vine(batch, self.rng)
                 else:
-                    ro = ppo.collect(self.env, self.model,
+                    ro = rollouts.collect(self.env, self.model,
                                      c.ppo.rollout_decisions, self.rng,
                                      self._train_start,
                                      c.ppo.episode_decisions,
@@ -326,7 +327,7 @@ class Trainer:
         self.save_checkpoint()
         initial = next(h for h in self.history if 'validation_cost' in h)
         self.model.load_numpy_params(self.best['params'])
-        policy = ppo.numpy_policy(self.model)
+        policy = policy_net.numpy_policy(self.model)
         # Ranges as seen in training, for the weigher's out-of-range check.
         policy = dataclasses.replace(policy, feature_min=self.feature_min,
                                      feature_max=self.feature_max,

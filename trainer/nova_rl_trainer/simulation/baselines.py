@@ -2,7 +2,8 @@
 
 Each baseline reads the simulator's host columns directly and picks among
 the candidates (the hosts that passed placement's filters); ties go to the
-lowest-numbered host, as Nova's stable sort does.
+lowest-numbered host (Nova's stable sort keeps its own host order, which is
+fixed per scheduler process but not the simulator's; see trainer/README.md).
 
 ``nova-default``
     Nova 34's resource weighers with their default multipliers (RAM 1.0,

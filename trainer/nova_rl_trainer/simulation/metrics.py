@@ -62,9 +62,6 @@ class RunResult:
     series: dict[str, np.ndarray]
     util_hist: np.ndarray
 
-    def to_json(self) -> dict:
-        return dict(self.metrics)
-
 
 def util_summary(samples: list[np.ndarray]) -> tuple[float, float,
                                                      np.ndarray]:
