@@ -72,13 +72,18 @@ manifest has none.
     cfg.FloatOpt(
         'weight_multiplier',
         default=10.0,
+        min=0.0,
         mutable=True,
         help="""
 Multiplier for the policy's normalised score (0 to 1). Nova's own resource
 weighers each contribute at most their multiplier (1.0 by default), so the
 default of 10.0 lets a confident policy lead the ordinary weighers while
-``build_failure_weight_multiplier`` (1000000.0) still dominates. Can be
-overridden per host aggregate with the metadata key ``rl_weight_multiplier``.
+``build_failure_weight_multiplier`` (1000000.0) still dominates. 0 keeps the
+policy from changing any ranking. Can be overridden per host aggregate with
+the metadata key ``rl_weight_multiplier`` (the smallest value applies when a
+host is in several such aggregates). A value that is not a finite number of
+at least 0 (``nan``, ``inf``, text), in an aggregate or here, is ignored
+with a warning: this option's value, or else 10.0, applies instead.
 """),
     cfg.StrOpt(
         'usage_snapshot_path',
@@ -142,15 +147,32 @@ checks on every request (a stat call).
         min=1,
         mutable=True,
         help="""
-Upper bound on the disk the decision log may use, in MiB, over all its files
-in ``decision_log_dir``. The oldest rotated files are deleted first.
+Upper bound on the disk the decision log may use, in MiB, over all the files
+named like decision log files (``decisions-<host>-<pid>*.jsonl*``) in
+``decision_log_dir``, whichever process wrote them: the oldest are deleted
+first, including those of scheduler processes that are no longer running.
+The current file of a running process is never deleted (it counts towards
+the total, and rotates at ``decision_log_file_mb``).
 """),
     cfg.IntOpt(
         'decision_log_file_mb',
         default=64,
         min=1,
         mutable=True,
-        help='Size in MiB at which a decision log file is rotated.'),
+        help="""
+Size in MiB at which a decision log file is rotated (at half of
+``decision_log_max_mb`` if that is smaller).
+"""),
+    cfg.IntOpt(
+        'decision_log_max_age_days',
+        default=30,
+        min=0,
+        mutable=True,
+        help="""
+Decision log files not modified for this many days are deleted, except the
+current file of a running process. 0: no age limit, only
+``decision_log_max_mb`` applies.
+"""),
     cfg.IntOpt(
         'decision_log_queue_size',
         default=1000,
@@ -158,6 +180,18 @@ in ``decision_log_dir``. The oldest rotated files are deleted first.
         help="""
 Number of decisions waiting to be written before new ones are dropped (and
 counted) rather than slowing scheduling down.
+"""),
+    cfg.IntOpt(
+        'decision_log_queue_mb',
+        default=64,
+        min=1,
+        mutable=True,
+        help="""
+Memory in MiB that decisions waiting to be written may hold (estimated from
+what each holds: about 250 bytes per candidate host, so 5 MiB for a call
+weighing 20,000 hosts). A decision that would exceed it is dropped and
+counted (``decision_log_dropped.queue_bytes``) rather than queued; one larger
+than the whole budget is never logged.
 """),
     cfg.IntOpt(
         'explain_top_k',
@@ -180,6 +214,18 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 def list_opts():
     """Options for ``oslo-config-generator`` (entry point ``oslo.config.opts``)."""
     return [(rl_weigher_group, rl_weigher_opts)]
+
+
+def default(name: str):
+    """The default of option ``name``, read from its definition above.
+
+    The one place each default lives: ``scorer.Settings``, the gate and the
+    trainer's simulator read it from here rather than repeating it.
+    """
+    for opt in rl_weigher_opts:
+        if opt.dest == name:
+            return opt.default
+    raise KeyError(f'no [{GROUP}] option {name!r}')
 
 
 CONF = cfg.CONF

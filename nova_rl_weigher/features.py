@@ -184,6 +184,15 @@ class HostColumns:
         return HostColumns(*(getattr(self, f)[index]
                              for f in HOST_COLUMNS + USAGE_COLUMNS))
 
+    def stacked(self) -> np.ndarray:
+        """The columns as one float64 array, a row per field in order
+        (``(len(INPUT_COLUMNS), N)``, the input of
+        :func:`matrix_from_inputs`)."""
+        return np.array([getattr(self, f)
+                         for f in HOST_COLUMNS + USAGE_COLUMNS],
+                        dtype=np.float64).reshape(
+                            len(HOST_COLUMNS) + len(USAGE_COLUMNS), len(self))
+
     @classmethod
     def from_arrays(cls, base: np.ndarray,
                     usage: np.ndarray | None = None) -> 'HostColumns':
@@ -217,15 +226,48 @@ class HostColumns:
             mem_util_p95=use[:, 4])
 
 
-def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den, 0 where den <= 0 (a host reporting no capacity)."""
-    ok = den > 0
-    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape),
-                     where=ok)
+# matrix_from_inputs fills a (feature, host) float64 array a few rows at a
+# time; these rows sit next to each other in FEATURES, as it relies on.
+_ROWS = {name: i for i, name in enumerate(FEATURE_NAMES)}
+assert [_ROWS[n] for n in (
+    'ram_free_frac', 'ram_free_after_frac', 'vcpu_free_frac',
+    'vcpu_free_after_frac', 'disk_free_frac', 'disk_free_after_frac',
+    'log_vcpus_total', 'log_ram_total_gb', 'log1p_instances', 'log1p_io_ops',
+    'log1p_failed_builds', 'nova_weight', 'nova_weight_rel', 'req_vcpu_frac',
+    'req_ram_frac', 'req_disk_frac', 'usage_present', 'cpu_util_mean',
+    'cpu_util_p95', 'mem_util_mean', 'mem_util_p95', 'project_ratio_present',
+    'project_cpu_ratio', 'cpu_p95_after')] == list(range(NUM_FEATURES))
+
+#: Rows of the ``inputs`` array of :func:`matrix_from_inputs`: the fields
+#: of :class:`HostColumns`, in order.
+INPUT_COLUMNS: tuple[str, ...] = HOST_COLUMNS + USAGE_COLUMNS
+_IN = {name: i for i, name in enumerate(INPUT_COLUMNS)}
 
 
-def _log2(x: np.ndarray) -> np.ndarray:
-    return np.log2(x, out=np.zeros(x.shape), where=x > 0)
+def _take(*names: str) -> np.ndarray:
+    return np.array([_IN[n] for n in names], dtype=np.intp)
+
+
+# RAM, vCPU, disk, in the order of the *_free_frac features.
+_TOTALS = _take('ram_total_mb', 'vcpus_total', 'disk_total_gb')
+_RATIOS = _take('ram_allocation_ratio', 'cpu_allocation_ratio',
+                'disk_allocation_ratio')
+# Physical free RAM and disk (the vCPU entry is replaced by vcpus_used).
+_PHYS_FREE = _take('ram_free_mb', 'vcpus_used', 'disk_free_mb')
+_COUNTS = _take('num_instances', 'num_io_ops', 'failed_builds')
+_USAGE = _take(*USAGE_COLUMNS)
+_VCPUS_TOTAL = _IN['vcpus_total']
+_VCPUS_USED = _IN['vcpus_used']
+_NOVA_WEIGHT = _IN['nova_weight']
+_USAGE_PRESENT = _IN['usage_present']
+_CPU_P95 = _IN['cpu_util_p95']
+_MB_PER_GB = np.array([[1.0], [1.0], [1024.0]])        # totals -> MB
+_LOG_SCALE = np.array([[1.0], [1024.0]])               # vCPUs, RAM in GiB
+
+
+def _zero_where_not(out: np.ndarray, ok: np.ndarray) -> None:
+    if np.count_nonzero(ok) != ok.size:
+        out[~np.broadcast_to(ok, out.shape)] = 0.0
 
 
 def compute_matrix(c: HostColumns, request: RequestView,
@@ -237,57 +279,89 @@ def compute_matrix(c: HostColumns, request: RequestView,
     purpose: the gate refuses a matrix that is not finite instead of
     guessing a value.
     """
-    n = len(c)
-    out = np.empty((n, NUM_FEATURES), dtype=np.float32)
+    if len(c) == 0:
+        return np.empty((0, NUM_FEATURES), dtype=np.float32)
+    return matrix_from_inputs(c.stacked(), request, project_cpu_ratio)
+
+
+def matrix_from_inputs(inputs: np.ndarray, request: RequestView,
+                       project_cpu_ratio: float | None = None) -> np.ndarray:
+    """:func:`compute_matrix` of hosts given as one float64 array
+    ``(len(INPUT_COLUMNS), N)``, a row per :class:`HostColumns` field (the
+    simulator keeps its cluster this way).
+
+    The definition of every feature: each is computed in float64 as written
+    here and rounded once to float32.
+    """
+    a = inputs
+    n = a.shape[1]
     if n == 0:
-        return out
+        return np.empty((0, NUM_FEATURES), dtype=np.float32)
     req_vcpus = float(request.vcpus)
     req_ram = float(request.memory_mb)
     req_disk_mb = float(request.disk_gb) * 1024.0
     project_present = 0.0 if project_cpu_ratio is None else 1.0
     ratio = 1.0 if project_cpu_ratio is None else float(project_cpu_ratio)
+    t = np.empty((NUM_FEATURES, n))
 
-    disk_total_mb = c.disk_total_gb * 1024.0
-    ram_cap = c.ram_total_mb * c.ram_allocation_ratio
-    vcpu_cap = c.vcpus_total * c.cpu_allocation_ratio
-    disk_cap = disk_total_mb * c.disk_allocation_ratio
-    # Nova's free_ram_mb ignores the allocation ratio; capacity minus what
-    # is allocated is the headroom the RAM filter actually grants.
-    ram_free = ram_cap - (c.ram_total_mb - c.ram_free_mb)
-    vcpu_free = vcpu_cap - c.vcpus_used
-    disk_free = disk_cap - (disk_total_mb - c.disk_free_mb)
-    # Without measurements assume allocated vCPUs are fully busy: the
-    # conservative reading for hot-spot avoidance.
-    base_p95 = np.where(c.usage_present > 0, c.cpu_util_p95,
-                        _div(c.vcpus_used, c.vcpus_total))
-    i = FEATURE_INDEX
-    out[:, i['ram_free_frac']] = _div(ram_free, ram_cap)
-    out[:, i['ram_free_after_frac']] = _div(ram_free - req_ram, ram_cap)
-    out[:, i['vcpu_free_frac']] = _div(vcpu_free, vcpu_cap)
-    out[:, i['vcpu_free_after_frac']] = _div(vcpu_free - req_vcpus, vcpu_cap)
-    out[:, i['disk_free_frac']] = _div(disk_free, disk_cap)
-    out[:, i['disk_free_after_frac']] = _div(disk_free - req_disk_mb,
-                                             disk_cap)
-    out[:, i['log_vcpus_total']] = _log2(c.vcpus_total)
-    out[:, i['log_ram_total_gb']] = _log2(c.ram_total_mb / 1024.0)
-    out[:, i['log1p_instances']] = np.log1p(np.maximum(c.num_instances, 0))
-    out[:, i['log1p_io_ops']] = np.log1p(np.maximum(c.num_io_ops, 0))
-    out[:, i['log1p_failed_builds']] = np.log1p(
-        np.maximum(c.failed_builds, 0))
-    out[:, i['nova_weight']] = c.nova_weight
-    out[:, i['nova_weight_rel']] = c.nova_weight - c.nova_weight.max()
-    out[:, i['req_vcpu_frac']] = _div(np.full(n, req_vcpus), c.vcpus_total)
-    out[:, i['req_ram_frac']] = _div(np.full(n, req_ram), c.ram_total_mb)
-    out[:, i['req_disk_frac']] = _div(np.full(n, req_disk_mb), disk_total_mb)
-    out[:, i['usage_present']] = c.usage_present
-    out[:, i['cpu_util_mean']] = c.cpu_util_mean
-    out[:, i['cpu_util_p95']] = c.cpu_util_p95
-    out[:, i['mem_util_mean']] = c.mem_util_mean
-    out[:, i['mem_util_p95']] = c.mem_util_p95
-    out[:, i['project_ratio_present']] = project_present
-    out[:, i['project_cpu_ratio']] = ratio
-    out[:, i['cpu_p95_after']] = base_p95 + _div(
-        np.full(n, req_vcpus * ratio), c.vcpus_total)
+    # Free capacity and free capacity after placement, over capacity, for
+    # RAM, vCPUs and disk (rows 0-5). Capacity is the physical total times
+    # the allocation ratio. Nova's free_ram_mb ignores the allocation
+    # ratio; capacity minus what is allocated (total minus free) is the
+    # headroom the RAM filter actually grants; likewise disk.
+    totals = a.take(_TOTALS, axis=0)
+    np.multiply(totals, _MB_PER_GB, out=totals)     # RAM MB, vCPUs, disk MB
+    cap = totals * a.take(_RATIOS, axis=0)
+    allocated = a.take(_PHYS_FREE, axis=0)
+    np.subtract(totals, allocated, out=allocated)
+    allocated[1] = a[_VCPUS_USED]
+    free = t[0:6].reshape(3, 2, n)
+    np.subtract(cap, allocated, out=free[:, 0])
+    np.subtract(free[:, 0], [[req_ram], [req_vcpus], [req_disk_mb]],
+                out=free[:, 1])
+    ok = cap > 0
+    np.divide(free, cap[:, None], out=free, where=ok[:, None])
+    _zero_where_not(free, ok[:, None])
+    # Sizes and counts (rows 6-10): log2 of vCPUs and of RAM in GiB (0 if
+    # not positive), log(1 + count) of instances, I/O ops, failed builds.
+    sizes = t[6:8]
+    np.divide(totals[1::-1], _LOG_SCALE, out=sizes)
+    ok = sizes > 0
+    np.log2(sizes, out=sizes, where=ok)
+    _zero_where_not(sizes, ok)
+    counts = t[8:11]
+    np.maximum(a.take(_COUNTS, axis=0), 0.0, out=counts)
+    np.log1p(counts, out=counts)
+    # Nova's weight, and relative to the best candidate's (rows 11-12).
+    nova_weight = a[_NOVA_WEIGHT]
+    t[11] = nova_weight
+    np.subtract(nova_weight, nova_weight.max(), out=t[12])
+    # The request over the host's physical size (rows 13-15).
+    size = totals[[1, 0, 2]]                        # vCPUs, RAM MB, disk MB
+    ok = size > 0
+    np.divide([[req_vcpus], [req_ram], [req_disk_mb]], size, out=t[13:16],
+              where=ok)
+    _zero_where_not(t[13:16], ok)
+    # Measured use and the project's ratio (rows 16-22).
+    a.take(_USAGE, axis=0, out=t[16:21])
+    t[21] = project_present
+    t[22] = ratio
+    # p95 CPU use after placement (row 23): measured p95, or without
+    # measurements allocated vCPUs as if fully busy (the conservative
+    # reading for hot-spot avoidance), plus the request's vCPUs scaled by
+    # the project's ratio, over physical vCPUs.
+    vcpus_total = a[_VCPUS_TOTAL]
+    parts = np.empty((2, n))
+    parts[0] = a[_VCPUS_USED]
+    parts[1] = req_vcpus * ratio
+    ok = vcpus_total > 0
+    np.divide(parts, vcpus_total, out=parts, where=ok)
+    _zero_where_not(parts, ok)
+    np.copyto(parts[0], a[_CPU_P95], where=a[_USAGE_PRESENT] > 0)
+    np.add(parts[0], parts[1], out=t[23])
+
+    out = np.empty((n, NUM_FEATURES), dtype=np.float32)
+    out[...] = t.T
     return out
 
 

@@ -18,6 +18,9 @@ module implements the same equations and exports to :mod:`artifact`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
+import threading
 
 import numpy as np
 
@@ -34,6 +37,76 @@ PARAM_SHAPES: dict[str, tuple[str, ...]] = {
     'w3': ('K', 'H'),
     'b3': ('K',),
 }
+
+
+class _Workspace:
+    """Scratch arrays to score up to ``capacity`` hosts with one shape of
+    network (features F, members K, hidden H, dtype)."""
+
+    __slots__ = ('key', 'capacity', 'z', 'h1', 'pre2', 'zeros')
+
+    def __init__(self, key: tuple, capacity: int) -> None:
+        f, k, h, dtype = key
+        self.key = key
+        self.capacity = capacity
+        self.z = np.empty(capacity * f, dtype)
+        self.h1 = np.empty(capacity * k * h, dtype)
+        self.pre2 = np.empty(capacity * k * h, dtype)
+        self.zeros = np.zeros(capacity * k * h, dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return (self.z.nbytes + self.h1.nbytes + self.pre2.nbytes
+                + self.zeros.nbytes)
+
+    def arrays(self, n: int) -> tuple[np.ndarray, ...]:
+        """Contiguous ``z (n, F)``, ``h1 (n, K*H)``, ``pre2 (K, n, H)`` and
+        ``zeros (n * K * H,)`` for ``n`` hosts."""
+        f, k, h, _ = self.key
+        size = n * k * h
+        return (self.z[:n * f].reshape(n, f), self.h1[:size].reshape(n, k * h),
+                self.pre2[:size].reshape(k, n, h), self.zeros[:size])
+
+
+class _WorkspacePool:
+    """Scratch arrays shared by the threads of a process: a call takes a
+    workspace (a new one if none is free) and gives it back; at most
+    :attr:`KEEP` are kept, the largest ones, up to :attr:`KEEP_BYTES` in
+    all (one workspace for 10,000 hosts of the bundled network is 20 MB)."""
+
+    KEEP = 2
+    KEEP_BYTES = 24 * 1024 * 1024
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[_Workspace] = []
+        os.register_at_fork(after_in_child=self._after_fork)
+
+    def _after_fork(self) -> None:
+        # A lock held by another thread at fork time stays held forever
+        # in the child.
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple, n: int) -> _Workspace:
+        with self._lock:
+            for i, ws in enumerate(self._free):
+                if ws.key == key and ws.capacity >= n:
+                    return self._free.pop(i)
+        return _Workspace(key, max(n, 64))
+
+    def give(self, ws: _Workspace) -> None:
+        with self._lock:
+            self._free.append(ws)
+            self._free.sort(key=lambda w: -w.capacity)
+            kept = 0
+            for i, w in enumerate(self._free):
+                kept += w.nbytes
+                if i >= self.KEEP or kept > self.KEEP_BYTES:
+                    del self._free[i:]
+                    break
+
+
+_POOL = _WorkspacePool()
 
 
 def expected_shapes(k: int, f: int, h: int) -> dict[str, tuple[int, ...]]:
@@ -69,18 +142,65 @@ class Policy:
     def ensemble_size(self) -> int:
         return int(self.params['b3'].shape[0])
 
+    @functools.cached_property
+    def accepted_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` per feature: the training range widened by
+        ``range_tolerance`` of its span (of 1 where the span is 0)."""
+        span = self.feature_max - self.feature_min
+        slack = self.range_tolerance * np.where(span > 0, span, 1.0)
+        return self.feature_min - slack, self.feature_max + slack
+
     def score(self, x: np.ndarray) -> np.ndarray:
-        """Return the ``(K, N)`` scores of every member for ``N`` hosts."""
+        """Return the ``(K, N)`` scores of every member for ``N`` hosts.
+
+        The intermediate arrays live in scratch buffers reused across calls
+        (:class:`_WorkspacePool`): a fresh array of a few hundred kB costs
+        page faults that take longer than the arithmetic at a few hundred
+        hosts. The equations and their order are those of the module
+        docstring, evaluated as::
+
+            z = (x - mean) / std; h1 = max(z @ W1 + b1, 0)
+            context = mean over hosts of h1
+            h2 = max(h1 @ W2 + (context @ U2 + b2), 0); s = h2 @ w3 + b3
+        """
         p = self.params
-        k, _, h = p['W1'].shape
-        z = (x - self.mean) / self.std
-        h1 = np.maximum(z @ self._w1_flat + self._b1_flat, 0.0)
-        h1 = h1.reshape(-1, k, h).transpose(1, 0, 2)              # (K, N, H)
-        context = h1.mean(axis=1)
-        pre2 = (np.matmul(h1, p['W2'])
-                + (np.matmul(context[:, None, :], p['U2']) + p['b2'][:, None, :]))
-        h2 = np.maximum(pre2, 0.0)
-        return np.matmul(h2, p['w3'][:, :, None])[:, :, 0] + p['b3'][:, None]
+        x = np.atleast_2d(x)
+        n = x.shape[0]
+        key = self._workspace_key(x.dtype)
+        ws = _POOL.take(key, n)
+        try:
+            z, h1, pre2, zeros = ws.arrays(n)
+            np.subtract(x, self.mean, out=z)
+            np.divide(z, self.std, out=z)
+            np.matmul(z, self._w1_flat, out=h1)
+            np.add(h1, self._b1_flat, out=h1)
+            np.maximum(h1, zeros.reshape(h1.shape), out=h1)
+            k, _, h = p['W1'].shape
+            h1 = h1.reshape(n, k, h).transpose(1, 0, 2)            # (K, N, H)
+            context = h1.mean(axis=1)
+            np.matmul(h1, p['W2'], out=pre2)
+            np.add(pre2, np.matmul(context[:, None, :], p['U2'])
+                   + p['b2'][:, None, :], out=pre2)
+            np.maximum(pre2, zeros.reshape(pre2.shape), out=pre2)
+            return (np.matmul(pre2, p['w3'][:, :, None])[:, :, 0]
+                    + p['b3'][:, None])
+        finally:
+            _POOL.give(ws)
+
+    def _workspace_key(self, dtype: np.dtype) -> tuple:
+        """``(F, K, H, dtype)``: the scratch arrays :meth:`score` needs for
+        a feature matrix of ``dtype`` (its arithmetic's dtype)."""
+        key = self._workspace_keys.get(dtype)
+        if key is None:
+            k, f, h = self.params['W1'].shape
+            key = (f, k, h, np.result_type(dtype, self.mean, self.std,
+                                           self._w1_flat))
+            self._workspace_keys[dtype] = key
+        return key
+
+    @functools.cached_property
+    def _workspace_keys(self) -> dict:
+        return {}
 
     def explain(self, x: np.ndarray, rows: list[int],
                 top_n: int = 3) -> list[list[tuple[int, float]]]:

@@ -16,16 +16,17 @@ import os
 import threading
 import time
 import weakref
-import zlib
 from typing import Any, Sequence
 
 import numpy as np
 from oslo_log import log as logging
 
+from nova_rl_weigher import conf
 from nova_rl_weigher import decision_log
 from nova_rl_weigher import features
 from nova_rl_weigher import gate
 from nova_rl_weigher import policy_store
+from nova_rl_weigher.ratelimit import RateLimitedLog
 from nova_rl_weigher import snapshot
 
 LOG = logging.getLogger(__name__)
@@ -35,21 +36,24 @@ ERROR_LOG_INTERVAL_S = 60.0
 
 @dataclasses.dataclass(slots=True)
 class Settings:
-    """The options one call uses, read once so a SIGHUP mid-call is harmless."""
+    """The options one call uses, read once so a SIGHUP mid-call is harmless.
 
-    mode: str = 'shadow'
-    policy_path: str = ''
-    confidence_threshold: float | None = None
-    usage_snapshot_path: str = ''
-    snapshot_max_age_s: float = 900.0
-    latency_budget_ms: float = 20.0
-    decision_log_dir: str = ''
-    canary_percent: float = 100.0
-    policy_check_interval_s: float = 5.0
-    decision_log_max_mb: int = 512
-    decision_log_file_mb: int = 64
-    decision_log_queue_size: int = 1000
-    explain_top_k: int = 3
+    The defaults are the option defaults of :mod:`nova_rl_weigher.conf`.
+    """
+
+    mode: str = conf.default('mode')
+    policy_path: str = conf.default('policy_path')
+    confidence_threshold: float | None = conf.default('confidence_threshold')
+    usage_snapshot_path: str = conf.default('usage_snapshot_path')
+    snapshot_max_age_s: float = conf.default('snapshot_max_age_s')
+    latency_budget_ms: float = conf.default('latency_budget_ms')
+    decision_log_dir: str = conf.default('decision_log_dir')
+    canary_percent: float = conf.default('canary_percent')
+    policy_check_interval_s: float = conf.default('policy_check_interval_s')
+    decision_log_max_mb: int = conf.default('decision_log_max_mb')
+    decision_log_file_mb: int = conf.default('decision_log_file_mb')
+    decision_log_queue_size: int = conf.default('decision_log_queue_size')
+    explain_top_k: int = conf.default('explain_top_k')
 
     @classmethod
     def from_conf(cls, group: Any) -> 'Settings':
@@ -63,40 +67,6 @@ class Outcome:
     applied: bool
     reason: str
     confidence: float = 0.0
-
-
-def in_canary(instance_uuid: str, percent: float) -> bool:
-    """Stable choice: the same instance is always in or out (retries too)."""
-    if percent >= 100.0:
-        return True
-    if percent <= 0.0:
-        return False
-    bucket = zlib.crc32(instance_uuid.encode('utf-8')) % 10000
-    return bucket < percent * 100.0
-
-
-class RateLimitedLog:
-    """Logs each kind of error at most once per interval, with a count."""
-
-    def __init__(self, interval_s: float = ERROR_LOG_INTERVAL_S) -> None:
-        self._interval = interval_s
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-        self._suppressed: collections.Counter = collections.Counter()
-
-    def error(self, kind: str, msg: str, *args: Any,
-              exc_info: bool = False) -> None:
-        now = time.monotonic()
-        with self._lock:
-            last = self._last.get(kind)
-            if last is not None and now - last < self._interval:
-                self._suppressed[kind] += 1
-                return
-            self._last[kind] = now
-            suppressed = self._suppressed.pop(kind, 0)
-        if suppressed:
-            msg += ' (%d similar errors suppressed)' % suppressed
-        LOG.error(msg, *args, exc_info=exc_info)
 
 
 class Scorer:
@@ -174,65 +144,60 @@ class Scorer:
             return Outcome(zeros, False, 'mode_off')
         started = time.perf_counter()
         wall = time.time()
-        policy = self.policies.get(settings.policy_path,
-                                   settings.policy_check_interval_s)
-        usage, snap_status, snap_detail = self.snapshots.get(
-            settings.usage_snapshot_path, settings.snapshot_max_age_s, wall)
-        x = features.compute_matrix(
-            columns.with_usage(names, usage), request,
-            usage.project_cpu_ratio.get(request.project_id))
-        scores = None
-        detail = ''
-        if policy is None:
-            assessment = gate.Assessment(0.0, 0, gate.POLICY_UNAVAILABLE,
-                                         self.policies.error)
+        if n == 0:
+            # Nothing to weigh (Nova can call with an empty list): a clean
+            # abstention, not an error.
+            policy = None
+            snap_status, snap_detail = 'none', ''
+            x = np.zeros((0, features.NUM_FEATURES), dtype=np.float32)
         else:
+            policy = self.policies.get(settings.policy_path,
+                                       settings.policy_check_interval_s)
+            usage, snap_status, snap_detail = self.snapshots.get(
+                settings.usage_snapshot_path, settings.snapshot_max_age_s,
+                wall)
+            x = features.compute_matrix(
+                columns.with_usage(names, usage), request,
+                usage.project_cpu_ratio.get(request.project_id))
+        scores = None
+        error = ''
+        if policy is None:
+            error = self.policies.error
+        elif n:
             try:
                 scores = policy.score(x)
             except Exception as e:  # noqa: BLE001
                 self._count('errors')
                 self.errors.error('policy', 'rl_weigher: policy %s failed: '
                                   '%s', policy.version, e, exc_info=True)
-                assessment = gate.Assessment(0.0, 0, gate.ERROR, str(e))
-            else:
-                assessment = gate.assess(policy, x, scores, snap_status,
-                                         snap_detail)
+                error = str(e)
         elapsed_ms = (time.perf_counter() - started) * 1000.0
 
         # The verdict is what gated mode would do; shadow mode records it
         # so an operator can read what the policy would have changed.
-        if assessment.reason:
-            verdict, detail = assessment.reason, assessment.detail
-        elif elapsed_ms > settings.latency_budget_ms:
-            verdict = gate.OVER_LATENCY_BUDGET
-            detail = (f'{elapsed_ms:.3f} ms > '
-                      f'{settings.latency_budget_ms} ms')
-        elif assessment.confidence < (threshold := gate.threshold_for(
-                policy, settings.confidence_threshold)):
-            verdict = gate.LOW_CONFIDENCE
-            detail = f'{assessment.confidence:.2f} < {threshold}'
-        elif not in_canary(request.instance_uuid, settings.canary_percent):
-            verdict = gate.OUTSIDE_CANARY
-        else:
-            verdict = gate.APPLIED
+        decision = gate.decide(
+            policy, x, scores, settings=settings, snapshot_status=snap_status,
+            snapshot_detail=snap_detail, elapsed_ms=elapsed_ms,
+            instance_uuid=request.instance_uuid, error=error)
+        verdict, detail = decision.verdict, decision.detail
         reason = verdict if settings.mode == 'gated' else gate.MODE_SHADOW
         applied = reason == gate.APPLIED
         if verdict in (gate.POLICY_UNAVAILABLE, gate.SNAPSHOT_UNAVAILABLE,
                        gate.SNAPSHOT_STALE, gate.OVER_LATENCY_BUDGET):
             self.errors.error(verdict, 'rl_weigher: policy not usable: %s: '
                               '%s', verdict, detail)
-        weights = gate.normalised_weights(scores) if applied else zeros
+        weights = decision.weights.tolist() if applied else zeros
         self._count('calls', 'applied' if applied else f'abstained.{reason}')
 
         if settings.decision_log_dir:
             self._log(settings, names, columns, request, x, scores, policy,
                       weights,
-                      assessment, reason, verdict, detail, wall, elapsed_ms)
-        return Outcome(weights, applied, reason, assessment.confidence)
+                      decision, reason, verdict, detail, wall, elapsed_ms)
+        return Outcome(weights, applied, reason, decision.confidence)
 
     # -- the decision record ----------------------------------------------
     def _log(self, settings: Settings, names, columns, request, x, scores,
-             policy, weights, assessment, reason, verdict, detail, wall,
+             policy, weights, decision, reason, verdict, detail, wall,
              elapsed_ms) -> None:
         nova_weights = columns.nova_weight.tolist()
         top_k = settings.explain_top_k
@@ -272,7 +237,7 @@ class Scorer:
                 'policy_version': policy.version if policy else None,
                 'feature_schema': features.SCHEMA_HASH,
                 'feature_names': list(features.FEATURE_NAMES),
-                'confidence': assessment.confidence,
+                'confidence': decision.confidence,
                 'gate': {'outcome': 'applied' if reason == gate.APPLIED
                          else 'abstained', 'reason': reason,
                          'verdict': verdict, 'detail': detail},

@@ -14,20 +14,51 @@ instance would go to ERROR.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
 
-from nova.scheduler import utils as scheduler_utils
 from nova.scheduler import weights
 from oslo_log import log as logging
 
 from nova_rl_weigher import conf as rl_conf
+from nova_rl_weigher import decision_log
 from nova_rl_weigher import features
 from nova_rl_weigher import scorer as scorer_mod
 
 LOG = logging.getLogger(__name__)
 CONF = rl_conf.CONF
+
+#: Aggregate metadata key overriding ``[rl_weigher] weight_multiplier``.
+MULTIPLIER_KEY = 'rl_weight_multiplier'
+_MULTIPLIER_OPT = next(o for o in rl_conf.rl_weigher_opts
+                       if o.name == 'weight_multiplier')
+#: What applies when the configured multiplier itself is unusable.
+BUILTIN_MULTIPLIER = float(_MULTIPLIER_OPT.default)
+#: Distinct aggregate value sets remembered per weighing call.
+_MEMO_MAX = 1024
+
+
+def parse_multiplier(value) -> float | None:
+    """A multiplier from an option or metadata value; None if unusable.
+
+    Usable: a finite number within the option's bounds (at least 0: a
+    negative multiplier would rank the hosts the policy likes least
+    first). NaN, infinities, text and anything else are not.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(number):
+        return None
+    low = _MULTIPLIER_OPT.type.min
+    high = _MULTIPLIER_OPT.type.max
+    if (low is not None and number < low) or \
+            (high is not None and number > high):
+        return None
+    return number
 
 
 def _host_row(weighed_host) -> tuple:
@@ -127,31 +158,93 @@ class RLWeigher(weights.BaseHostWeigher):
         return 0.0
 
     def weigh_objects(self, weighed_obj_list, weight_properties):
-        self._local.applied = False
+        local = self._local
+        local.applied = False
         try:
             names, columns = host_columns(weighed_obj_list)
             request = request_view(weight_properties)
-            settings = scorer_mod.Settings.from_conf(CONF.rl_weigher)
+            group = CONF.rl_weigher
+            settings = scorer_mod.Settings.from_conf(group)
+            self.scorer.decisions.configure(
+                queue_bytes=group.decision_log_queue_mb * decision_log.MIB,
+                max_age_s=group.decision_log_max_age_days *
+                decision_log.DAY_S)
         except Exception:  # noqa: BLE001 - never fail a boot because of us
             self.scorer.errors.error(
                 'adapter', 'rl_weigher: could not read the scheduler state, '
                 'abstaining', exc_info=True)
             return [0.0] * len(weighed_obj_list)
         outcome = self.scorer.weigh(names, columns, request, settings)
-        self._local.applied = outcome.applied
+        if outcome.applied:
+            # Read once per call: Nova asks for every host.
+            local.default_multiplier = self._configured_multiplier()
+            local.multipliers = {}
+        local.applied = outcome.applied
         return outcome.weights
 
     def weight_multiplier(self, host_state):
-        if not getattr(self._local, 'applied', False):
+        """``weight_multiplier`` or the host's aggregates' value; finite.
+
+        Nova multiplies this weigher's weight by it and adds the product
+        to the host's weight, so a NaN or an infinity here would make the
+        whole ranking meaningless. Aggregate values that are not finite
+        numbers of at least 0 are ignored (with a rate-limited warning);
+        of several usable values, the smallest applies, as in Nova.
+        """
+        local = self._local
+        if not getattr(local, 'applied', False):
             return 1.0
-        default = CONF.rl_weigher.weight_multiplier
-        if not host_state.aggregates:
-            return default
+        default = local.default_multiplier
         try:
-            return scheduler_utils.get_weight_multiplier(
-                host_state, 'rl_weight_multiplier', default)
-        except Exception:  # noqa: BLE001
+            aggregates = host_state.aggregates
+            if not aggregates:
+                return default
+            raw = tuple(sorted({str(a.metadata[MULTIPLIER_KEY])
+                                for a in aggregates
+                                if MULTIPLIER_KEY in a.metadata}))
+            if not raw:
+                return default
+            memo = local.multipliers
+            value = memo.get(raw)
+            if value is None:
+                value = self._aggregate_multiplier(raw, default)
+                if len(memo) < _MEMO_MAX:
+                    memo[raw] = value
+            return value
+        except Exception:  # noqa: BLE001 - never fail a boot because of us
+            self.scorer.errors.error(
+                'multiplier', 'rl_weigher: could not read the aggregate '
+                'multiplier of %s, using %s', getattr(host_state, 'host', '?'),
+                default, exc_info=True)
             return default
+
+    def _aggregate_multiplier(self, raw: tuple, default: float) -> float:
+        usable = []
+        for text in raw:
+            value = parse_multiplier(text)
+            if value is None:
+                shown = text if len(text) <= 64 else text[:64] + '...'
+                self.scorer.errors.warning(
+                    'multiplier:' + shown, 'rl_weigher: ignoring aggregate '
+                    'metadata %s=%r: not a finite number of at least 0; '
+                    'using %s', MULTIPLIER_KEY, shown, default)
+            else:
+                usable.append(value)
+        return min(usable) if usable else default
+
+    def _configured_multiplier(self) -> float:
+        try:
+            configured = CONF.rl_weigher.weight_multiplier
+        except Exception as e:  # noqa: BLE001 - e.g. out of bounds in a file
+            configured = e
+        value = parse_multiplier(configured)
+        if value is None:
+            self.scorer.errors.warning(
+                'weight_multiplier', 'rl_weigher: [rl_weigher] '
+                'weight_multiplier %s is not a finite number of at least 0; '
+                'using %s', configured, BUILTIN_MULTIPLIER)
+            return BUILTIN_MULTIPLIER
+        return value
 
     @property
     def stats(self) -> dict[str, int]:

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone on a fresh Debian machine with
 # Python 3.11: creates .venv, installs the project and its test requirements,
-# then runs the unit, trainer and functional (real Nova 34) tests.
+# then runs the unit, trainer, functional (real Nova 34) and soak tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/setup-venv.sh
+
+# Hypothesis keeps an example database; tests leave nothing in the tree.
+HYPOTHESIS_STORAGE_DIRECTORY=$(mktemp -d)
+export HYPOTHESIS_STORAGE_DIRECTORY
+trap 'rm -rf "$HYPOTHESIS_STORAGE_DIRECTORY"' EXIT
 
 status=0
 # Nova must be monkey patched before anything else imports, so the tests
 # that run a real Nova get a process of their own.
 python -m pytest -q -p no:cacheprovider tests/unit tests/trainer || status=$?
 python -m pytest -q -p no:cacheprovider tests/functional || status=$?
+# 32 threads weighing for SOAK_SECONDS (default 60) while the policy and
+# snapshot files are replaced by every method.
+python -m pytest -q -p no:cacheprovider tests/soak || status=$?
 exit $status

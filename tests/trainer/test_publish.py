@@ -12,6 +12,7 @@ Test policies are linear artifacts evaluated on ``azure-v1-small`` under the
 """
 
 import json
+import math
 import os
 import shutil
 
@@ -22,6 +23,7 @@ from nova_rl_weigher.policy_store import PolicyStore
 from nova_rl_weigher.testing import make_linear_policy
 
 from nova_rl_trainer import cli
+from nova_rl_trainer.publishing import switch
 from nova_rl_trainer.publishing import versions as pv
 from nova_rl_trainer.publishing import judge as publish
 
@@ -266,13 +268,12 @@ def test_held_out_trace_with_cluster_options(policies, tmp_path, capsys):
 # -- the versions store, without simulation ----------------------------------
 
 def _install(target, src, keep=5):
-    copy, fp = pv.snapshot(src)
+    snap = pv.snapshot(src)
     try:
-        version = artifact.read_manifest(copy)['policy_version']
-        return pv.install(target, copy, fp, version, pv.inspect(target),
-                          keep)
+        return pv.install(target, snap.path, snap.fingerprint,
+                          snap.policy.version, pv.inspect(target), keep)
     finally:
-        shutil.rmtree(os.path.dirname(copy))
+        shutil.rmtree(os.path.dirname(snap.path))
 
 
 def _linear(tmp_path, name):
@@ -312,9 +313,12 @@ def test_target_changed_during_evaluation_is_not_overwritten(tmp_path):
     seen = pv.inspect(target)
     _install(target, _linear(tmp_path, 'bb'))    # someone else, meanwhile
     before = state_of(target)
-    copy, fp = pv.snapshot(_linear(tmp_path, 'ccc'))
-    with pytest.raises(pv.VersionError, match='changed while'):
-        pv.install(target, copy, fp, 'ccc', seen, 5)
+    snap = pv.snapshot(_linear(tmp_path, 'ccc'))
+    try:
+        with pytest.raises(pv.VersionError, match='changed while'):
+            pv.install(target, snap.path, snap.fingerprint, 'ccc', seen, 5)
+    finally:
+        shutil.rmtree(os.path.dirname(snap.path))
     assert state_of(target) == before
 
 
@@ -332,7 +336,7 @@ def test_concurrent_publish_is_refused(tmp_path):
 def test_plain_dir_adopted_without_renameat2(tmp_path, monkeypatch):
     def unsupported(a, b):
         raise OSError(38, 'Function not implemented')
-    monkeypatch.setattr(pv, '_exchange', unsupported)
+    monkeypatch.setattr(switch, '_exchange', unsupported)
     target = str(tmp_path / 'policy')
     shutil.copytree(_linear(tmp_path, 'a'), target)
     (tmp_path / 'policy' / 'NOTES').write_text('operator notes')
@@ -378,3 +382,222 @@ def test_external_symlink_is_copied_not_moved(tmp_path):
     assert pv.rollback(target).policy_version == 'a'
     assert os.path.dirname(os.path.realpath(target)) == \
         os.path.realpath(pv.versions_dir(target))
+
+
+# -- hostile candidates, current policies and histories ----------------------
+#
+# Whatever the files hold, publish and rollback end with one 'error:' line
+# and exit 2 (or, for the current policy, a note), never a traceback, and
+# the target is untouched. The gate is replaced by a fake evaluation: none
+# of these may get that far, or it is not what they test.
+
+def _fake_gate(monkeypatch):
+    from .test_publish_unprivileged import fake_evaluate
+    monkeypatch.setattr(publish, '_evaluate', fake_evaluate)
+
+
+def _edit_manifest(path, edit):
+    manifest_path = os.path.join(path, 'manifest.json')
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    result = edit(manifest)
+    text = result if isinstance(result, str) else json.dumps(
+        manifest if result is None else result)
+    with open(manifest_path, 'w') as f:
+        f.write(text)
+
+
+def _set(section, key, value):
+    def edit(m):
+        if section:
+            m[section][key] = value
+        else:
+            m[key] = value
+    return edit
+
+
+def _nest(depth):
+    doc = 0
+    for _ in range(depth):
+        doc = {'a': doc}
+    return doc
+
+
+HOSTILE_MANIFESTS = {
+    'list': lambda m: [m],
+    'deeply-nested-text': lambda m: '[' * 100000 + ']' * 100000,
+    'deeply-nested-field': _set(None, 'provenance', _nest(200)),
+    'not-json': lambda m: '{"format": ',
+    'not-utf8': lambda m: '{"a": "\udcff"}',
+    'huge-integer': lambda m: '{"ensemble_size": ' + '9' * 5000 + '}',
+    'nan-tolerance': _set('feature_ranges', 'tolerance', math.nan),
+    'string-ensemble-size': _set(None, 'ensemble_size', '5'),
+    'list-normalisation': _set(None, 'normalisation', [1, 2]),
+    'null-mean': _set('normalisation', 'mean', None),
+    'weights-file-number': _set(None, 'weights_file', 7),
+    'weights-file-outside': _set(None, 'weights_file', '../weights.npz'),
+    'version-not-string': _set(None, 'policy_version', {'v': 1}),
+    'objective-not-string': _set(None, 'objective', ['packing']),
+    'sha-not-string': _set(None, 'weights_sha256', 12),
+}
+
+
+def _hostile(tmp_path, name, source):
+    path = tmp_path / name
+    shutil.copytree(source, path)
+    return str(path)
+
+
+@pytest.mark.parametrize('kind', sorted(HOSTILE_MANIFESTS))
+def test_hostile_candidate_manifest_is_an_error(policies, tmp_path, capsys,
+                                                monkeypatch, kind):
+    _fake_gate(monkeypatch)
+    target = str(tmp_path / 'policy')
+    _install(target, _linear(tmp_path, 'a'))
+    before = state_of(target)
+    bad = _hostile(tmp_path, 'bad', policies['good'])
+    edit = HOSTILE_MANIFESTS[kind]
+    if kind == 'not-utf8':
+        with open(os.path.join(bad, 'manifest.json'), 'wb') as f:
+            f.write(b'{"a": "\xff"}')
+    else:
+        _edit_manifest(bad, edit)
+    with pytest.raises(publish.PublishError, match='candidate refused'):
+        publish.publish(bad, target, **FAST)
+    rc = cli.main(['publish', '--candidate', bad, '--target', target,
+                   *CLI_FAST])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith('nova-rl-trainer publish: error: candidate '
+                          'refused')
+    assert err.count('\n') == 1 and 'Traceback' not in err
+    assert 'nothing was changed' in err
+    assert state_of(target) == before
+
+
+def _fifo(path):
+    os.unlink(path)
+    os.mkfifo(path)
+
+
+def _outside_symlink(path):
+    os.unlink(path)
+    os.symlink('/etc/passwd', path)
+
+
+def _huge(path):
+    # Sparse: past the cap without writing it.
+    with open(path, 'r+b') as f:
+        f.truncate(artifact.MAX_WEIGHTS_BYTES + 1)
+
+
+def _directory(path):
+    os.unlink(path)
+    os.mkdir(path)
+
+
+@pytest.mark.parametrize('hostile', [_fifo, _outside_symlink, _huge,
+                                     _directory])
+@pytest.mark.parametrize('name', ['manifest.json', 'weights.npz'])
+def test_hostile_candidate_files_are_refused_before_reading(
+        policies, tmp_path, capsys, monkeypatch, name, hostile):
+    _fake_gate(monkeypatch)
+    target = str(tmp_path / 'policy')
+    bad = _hostile(tmp_path, 'bad', policies['good'])
+    if name == 'manifest.json' and hostile is _huge:
+        with open(os.path.join(bad, name), 'r+b') as f:
+            f.truncate(artifact.MAX_MANIFEST_BYTES + 1)
+    else:
+        hostile(os.path.join(bad, name))
+    # A FIFO would block a plain open() forever: it must not be opened.
+    rc = cli.main(['publish', '--candidate', bad, '--target', target,
+                   *CLI_FAST])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert 'error: candidate refused' in err and 'Traceback' not in err
+    assert not os.path.lexists(target)
+    assert not os.path.exists(pv.versions_dir(target))
+
+
+def test_copy_takes_only_the_artifact_files_within_caps(policies, tmp_path):
+    src = _hostile(tmp_path, 'src', policies['good'])
+    (tmp_path / 'src' / 'checkpoint.bin').write_bytes(b'x' * 1000)
+    dst = str(tmp_path / 'dst')
+    pv.copy_artifact(src, dst)
+    assert sorted(os.listdir(dst)) == ['manifest.json', 'weights.npz']
+    assert artifact.load_artifact(dst).version == 'good'
+    for name in os.listdir(dst):
+        assert os.stat(os.path.join(dst, name)).st_mode & 0o777 == 0o644
+    # A symlink inside the artifact directory is followed; out of it, not.
+    inside = _hostile(tmp_path, 'inside', policies['good'])
+    os.rename(os.path.join(inside, 'weights.npz'),
+              os.path.join(inside, 'real.npz'))
+    os.symlink('real.npz', os.path.join(inside, 'weights.npz'))
+    pv.copy_artifact(inside, str(tmp_path / 'dst2'))
+    outside = _hostile(tmp_path, 'outside', policies['good'])
+    _outside_symlink(os.path.join(outside, 'weights.npz'))
+    with pytest.raises(OSError, match='outside'):
+        pv.copy_artifact(outside, str(tmp_path / 'dst3'))
+
+
+@pytest.mark.parametrize('kind', ['list', 'deeply-nested-text',
+                                  'nan-tolerance'])
+def test_hostile_current_policy_is_a_note(policies, tmp_path, capsys,
+                                          monkeypatch, kind):
+    _fake_gate(monkeypatch)
+    target = str(tmp_path / 'policy')
+    shutil.copytree(policies['worse'], target)
+    _edit_manifest(target, HOSTILE_MANIFESTS[kind])
+    _fifo(os.path.join(target, 'weights.npz'))
+    rc = cli.main(['publish', '--candidate', policies['good'], '--target',
+                   target, *CLI_FAST])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert 'note: the current policy' in out and 'is invalid' in out
+    assert artifact.load_artifact(target).version == 'good'
+    # Kept (it was the operator's), but never restorable.
+    history = pv.read_history(target)
+    assert len(history['retired']) == 1 and len(history['stack']) == 1
+    assert cli.main(['rollback', '--target', target]) == 2
+    assert 'no previous version' in capsys.readouterr().err
+
+
+def test_hostile_previous_version_is_not_restored(tmp_path, capsys):
+    target = str(tmp_path / 'policy')
+    _install(target, _linear(tmp_path, 'a'))
+    _install(target, _linear(tmp_path, 'bb'))
+    previous = os.path.join(pv.versions_dir(target),
+                            pv.read_history(target)['stack'][0])
+    _edit_manifest(previous, HOSTILE_MANIFESTS['deeply-nested-text'])
+    before = state_of(target)
+    assert cli.main(['rollback', '--target', target]) == 2
+    err = capsys.readouterr().err
+    assert 'fails verification' in err and 'Traceback' not in err
+    assert "nothing was changed: " in err and "serves policy 'bb'" in err
+    assert state_of(target) == before
+
+
+@pytest.mark.parametrize('text, words', [
+    ('[' * 100000, 'unreadable'),
+    ('[]', 'not a publish history'),
+    ('{"format": "nova-rl-publish-history", "stack": [1]}',
+     'not a publish history'),
+    ('{"format": "nova-rl-publish-history", "stack": ["a", "../../etc"]}',
+     'not a publish history'),
+    ('{"format": "nova-rl-publish-history", "stack": [], "events": [1]}',
+     'not a publish history'),
+])
+def test_hostile_history_is_an_error(tmp_path, capsys, text, words):
+    target = str(tmp_path / 'policy')
+    _install(target, _linear(tmp_path, 'a'))
+    _install(target, _linear(tmp_path, 'bb'))
+    with open(os.path.join(pv.versions_dir(target), pv.HISTORY), 'w') as f:
+        f.write(text)
+    before = state_of(target)
+    assert cli.main(['rollback', '--target', target]) == 2
+    err = capsys.readouterr().err
+    assert words in err and 'Traceback' not in err
+    assert state_of(target) == before
+    with pytest.raises(pv.VersionError, match=words):
+        _install(target, _linear(tmp_path, 'ccc'))
+    assert state_of(target) == before

@@ -167,3 +167,18 @@ def test_writer_refuses_what_the_loader_would_refuse(tmp_path):
 def test_files_are_readable_by_other_users(policy_dir):
     for name in ('manifest.json', 'weights.npz'):
         assert os.stat(os.path.join(policy_dir, name)).st_mode & 0o044
+
+
+def test_rewriting_leaves_no_temporary_files(policy_dir):
+    testing.make_linear_policy(policy_dir, {'log_vcpus_total': 1.0},
+                               policy_version='again')
+    assert sorted(os.listdir(policy_dir)) == ['manifest.json', 'weights.npz']
+    assert artifact.load_artifact(policy_dir).version == 'again'
+
+
+def test_read_manifest_resolves_a_symlinked_directory(policy_dir, tmp_path):
+    link = str(tmp_path / 'current')
+    os.symlink(policy_dir, link)
+    assert artifact.read_manifest(link)['weights_file'] == 'weights.npz'
+    assert artifact.artifact_signature(link)[0] == os.path.realpath(
+        policy_dir)

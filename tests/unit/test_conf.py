@@ -3,6 +3,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from oslo_config import cfg
 
 from nova_rl_weigher import conf
@@ -46,18 +47,39 @@ def test_sighup_mutation_changes_mode(tmp_path):
     assert st.mode == 'gated' and st.confidence_threshold == 0.9
 
 
-def test_invalid_values_are_rejected(tmp_path):
+@pytest.mark.parametrize('name, value', [
+    ('confidence_threshold', '1.5'),
+    ('weight_multiplier', '-1'),        # would rank the policy's worst first
+    ('weight_multiplier', 'lots'),
+    ('decision_log_queue_mb', '0'),
+    ('decision_log_max_age_days', '-1'),
+])
+def test_invalid_values_are_rejected(tmp_path, name, value):
     path = tmp_path / 'nova.conf'
-    path.write_text('[rl_weigher]\nconfidence_threshold = 1.5\n')
+    path.write_text(f'[rl_weigher]\n{name} = {value}\n')
     c = cfg.ConfigOpts()
     conf.register_opts(c)
     c(args=[], default_config_files=[str(path)])
     try:
-        c.rl_weigher.confidence_threshold
+        getattr(c.rl_weigher, name)
     except cfg.ConfigFileValueError:
         pass
     else:
-        raise AssertionError('confidence_threshold 1.5 was accepted')
+        raise AssertionError(f'{name} {value} was accepted')
+
+
+def test_decision_log_limits_and_multiplier_bounds():
+    opts = {o.name: o for o in conf.rl_weigher_opts}
+    assert opts['decision_log_max_age_days'].default == 30
+    assert opts['decision_log_max_age_days'].type.min == 0   # 0: no limit
+    assert opts['decision_log_queue_mb'].default == 64
+    assert opts['decision_log_queue_mb'].type.min == 1
+    assert opts['decision_log_queue_size'].default == 1000
+    assert opts['weight_multiplier'].default == 10.0
+    assert opts['weight_multiplier'].type.min == 0.0
+    for name in ('decision_log_max_age_days', 'decision_log_queue_mb',
+                 'weight_multiplier'):
+        assert opts[name].mutable, name
 
 
 def test_generated_sample_is_up_to_date(tmp_path):

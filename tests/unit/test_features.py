@@ -82,3 +82,114 @@ def test_empty_and_degenerate_hosts_do_not_raise():
 def test_non_finite_input_is_passed_through_for_the_gate():
     x = features.build_matrix([host(nova_weight=float('nan'))], REQ)
     assert not np.isfinite(x).all()
+
+
+# The feature code before it was rewritten to fill the matrix a few rows at
+# a time (features.matrix_from_inputs): kept here, verbatim, as the
+# reference every value must equal to the bit.
+
+def _ref_div(num, den):
+    ok = den > 0
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape),
+                     where=ok)
+
+
+def _ref_log2(x):
+    return np.log2(x, out=np.zeros(x.shape), where=x > 0)
+
+
+def reference_matrix(c, request, project_cpu_ratio=None):
+    n = len(c)
+    out = np.empty((n, features.NUM_FEATURES), dtype=np.float32)
+    if n == 0:
+        return out
+    req_vcpus = float(request.vcpus)
+    req_ram = float(request.memory_mb)
+    req_disk_mb = float(request.disk_gb) * 1024.0
+    project_present = 0.0 if project_cpu_ratio is None else 1.0
+    ratio = 1.0 if project_cpu_ratio is None else float(project_cpu_ratio)
+    disk_total_mb = c.disk_total_gb * 1024.0
+    ram_cap = c.ram_total_mb * c.ram_allocation_ratio
+    vcpu_cap = c.vcpus_total * c.cpu_allocation_ratio
+    disk_cap = disk_total_mb * c.disk_allocation_ratio
+    ram_free = ram_cap - (c.ram_total_mb - c.ram_free_mb)
+    vcpu_free = vcpu_cap - c.vcpus_used
+    disk_free = disk_cap - (disk_total_mb - c.disk_free_mb)
+    base_p95 = np.where(c.usage_present > 0, c.cpu_util_p95,
+                        _ref_div(c.vcpus_used, c.vcpus_total))
+    out[:, I['ram_free_frac']] = _ref_div(ram_free, ram_cap)
+    out[:, I['ram_free_after_frac']] = _ref_div(ram_free - req_ram, ram_cap)
+    out[:, I['vcpu_free_frac']] = _ref_div(vcpu_free, vcpu_cap)
+    out[:, I['vcpu_free_after_frac']] = _ref_div(vcpu_free - req_vcpus,
+                                                 vcpu_cap)
+    out[:, I['disk_free_frac']] = _ref_div(disk_free, disk_cap)
+    out[:, I['disk_free_after_frac']] = _ref_div(disk_free - req_disk_mb,
+                                                 disk_cap)
+    out[:, I['log_vcpus_total']] = _ref_log2(c.vcpus_total)
+    out[:, I['log_ram_total_gb']] = _ref_log2(c.ram_total_mb / 1024.0)
+    out[:, I['log1p_instances']] = np.log1p(np.maximum(c.num_instances, 0))
+    out[:, I['log1p_io_ops']] = np.log1p(np.maximum(c.num_io_ops, 0))
+    out[:, I['log1p_failed_builds']] = np.log1p(
+        np.maximum(c.failed_builds, 0))
+    out[:, I['nova_weight']] = c.nova_weight
+    out[:, I['nova_weight_rel']] = c.nova_weight - c.nova_weight.max()
+    out[:, I['req_vcpu_frac']] = _ref_div(np.full(n, req_vcpus),
+                                          c.vcpus_total)
+    out[:, I['req_ram_frac']] = _ref_div(np.full(n, req_ram), c.ram_total_mb)
+    out[:, I['req_disk_frac']] = _ref_div(np.full(n, req_disk_mb),
+                                          disk_total_mb)
+    out[:, I['usage_present']] = c.usage_present
+    out[:, I['cpu_util_mean']] = c.cpu_util_mean
+    out[:, I['cpu_util_p95']] = c.cpu_util_p95
+    out[:, I['mem_util_mean']] = c.mem_util_mean
+    out[:, I['mem_util_p95']] = c.mem_util_p95
+    out[:, I['project_ratio_present']] = project_present
+    out[:, I['project_cpu_ratio']] = ratio
+    out[:, I['cpu_p95_after']] = base_p95 + _ref_div(
+        np.full(n, req_vcpus * ratio), c.vcpus_total)
+    return out
+
+
+def random_columns(rng, n, degenerate):
+    from nova_rl_weigher import testing
+    hosts, request, usage = testing.random_candidates(rng, n)
+    cols = features.HostColumns.from_views(hosts).with_usage(
+        [h.name for h in hosts], usage)
+    if degenerate:
+        for name in features.INPUT_COLUMNS:
+            a = getattr(cols, name).copy()
+            bad = rng.random(n) < 0.15
+            a[bad] = rng.choice([0.0, -1.0, np.nan, np.inf, -np.inf, 1e300],
+                                size=int(bad.sum()))
+            setattr(cols, name, a)
+    ratio = usage.project_cpu_ratio.get(request.project_id)
+    return cols, request, ratio
+
+
+@pytest.mark.parametrize('degenerate', [False, True])
+def test_matrix_equals_the_reference_to_the_bit(degenerate):
+    rng = np.random.default_rng(7)
+    for trial in range(300):
+        n = int(rng.integers(1, 60)) if trial % 10 else 500
+        cols, request, ratio = random_columns(rng, n, degenerate)
+        for r in (ratio, None, 0.0, 2.5):
+            with np.errstate(all='ignore'):
+                want = reference_matrix(cols, request, r)
+                got = features.compute_matrix(cols, request, r)
+                flat = features.matrix_from_inputs(cols.stacked(), request,
+                                                   r)
+            assert got.dtype == np.float32 and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(flat, want)
+
+
+def test_stacked_columns_are_the_input_rows():
+    cols = features.HostColumns.from_views([host('a'),
+                                            host('b', vcpus_used=2)])
+    a = cols.stacked()
+    assert a.shape == (len(features.INPUT_COLUMNS), 2)
+    for i, name in enumerate(features.INPUT_COLUMNS):
+        np.testing.assert_array_equal(a[i], getattr(cols, name))
+    empty = features.HostColumns.from_views([])
+    assert features.compute_matrix(empty, REQ).shape == (
+        0, features.NUM_FEATURES)

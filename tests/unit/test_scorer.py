@@ -90,9 +90,9 @@ def test_mode_off_does_nothing(small_first, tmp_path):
 
 
 def test_canary_is_a_stable_share():
-    picked = [scorer_mod.in_canary(f'uuid-{i}', 25.0) for i in range(4000)]
+    picked = [gate.in_canary(f'uuid-{i}', 25.0) for i in range(4000)]
     assert 0.22 < sum(picked) / 4000 < 0.28
-    assert picked == [scorer_mod.in_canary(f'uuid-{i}', 25.0)
+    assert picked == [gate.in_canary(f'uuid-{i}', 25.0)
                       for i in range(4000)]
 
 

@@ -24,7 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     'nova-default on held-out scenarios (gated, as in Nova) '
                     'and install the candidate atomically only if no '
                     'objective term is worse and the objective is better. '
-                    'Exit 0 installed, 3 refused, 2 error.')
+                    'Exit 0 installed, 3 refused, 2 error (the target '
+                    'serves what it served before), 4 error after a switch '
+                    'that could not be undone (the message says what the '
+                    'target serves).')
     p.add_argument('--candidate', required=True, metavar='DIR',
                    help='the policy artifact to publish')
     p.add_argument('--target', required=True, metavar='DIR',
@@ -121,10 +124,10 @@ def run_publish(args: argparse.Namespace) -> int:
             tolerance=args.tolerance, terms=args.terms, keep=args.keep,
             threshold=args.threshold, multiplier=args.multiplier,
             jobs=jobs, dry_run=args.dry_run, show_progress=not args.quiet)
-    except (judge.PublishError, objectives_mod.ObjectiveError) as e:
-        print(f'nova-rl-trainer publish: error: {e}; nothing was changed',
-              file=sys.stderr)
-        return judge.EXIT_ERROR
+    except judge.PublishError as e:
+        return _error('publish', e)
+    except objectives_mod.ObjectiveError as e:
+        return _error('publish', judge.PublishError(str(e)))
     print(result.table())
     for note in result.notes:
         print(f'note: {note}')
@@ -145,6 +148,8 @@ def run_publish(args: argparse.Namespace) -> int:
                   f'rollback --target {result.target})')
         if result.pruned:
             print('pruned old versions: ' + ', '.join(result.pruned))
+        for warning in result.warnings:
+            print(f'warning: {warning}', file=sys.stderr)
     return result.exit_code
 
 
@@ -152,9 +157,16 @@ def run_rollback(args: argparse.Namespace) -> int:
     try:
         outcome = judge.rollback(args.target)
     except judge.PublishError as e:
-        print(f'nova-rl-trainer rollback: error: {e}; nothing was changed',
-              file=sys.stderr)
-        return judge.EXIT_ERROR
+        return _error('rollback', e)
     print(f'ROLLED BACK: {pv.normalise(args.target)} -> {outcome.restored} '
           f'(policy {outcome.policy_version}); {outcome.replaced} retired')
+    for warning in outcome.warnings:
+        print(f'warning: {warning}', file=sys.stderr)
     return judge.EXIT_OK
+
+
+def _error(command: str, e: judge.PublishError) -> int:
+    """One line: the error, then what the target serves now."""
+    print(f'nova-rl-trainer {command}: error: {e}; {e.outcome}',
+          file=sys.stderr)
+    return e.exit_code

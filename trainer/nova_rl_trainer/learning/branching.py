@@ -18,14 +18,9 @@ from nova_rl_trainer.simulation import policies as policies_mod
 
 def continue_with(sim, policy_name: str, horizon: int) -> float:
     """Schedule ``horizon`` more decisions of ``sim`` with a baseline and
-    return the simulation's accrued objective cost."""
-    policy = policies_mod.make_policy(policy_name)
-    policy.bind(sim)
-    for _ in range(horizon):
-        vm = sim.next_decision()
-        if vm < 0:
-            break
-        sim.place(vm, policy.choose(vm, sim.fit))
+    return the simulation's accrued objective cost (up to the last of them:
+    the simulation is not advanced past it)."""
+    sim.play(policies_mod.make_policy(policy_name), max_decisions=horizon)
     return sim.cost()
 
 

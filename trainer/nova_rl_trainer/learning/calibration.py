@@ -53,32 +53,32 @@ def collect(env: env_mod.PlacementEnv, policy: Policy, samples: int,
     per_episode = -(-samples // max(len(starts), 1))
     for start_s in starts:
         quota = min(samples, len(out) + per_episode)
-        env.reset(options={'start_s': float(start_s),
-                           'max_decisions': None})
+        sim = env.warm_start(float(start_s))
         walker = policies_mod.make_policy(continuation)
-        walker.bind(env.sim)
-        steps = 0
-        while env.decision is not None and len(out) < quota:
-            d = env.decision
-            if steps % stride == 0 and d.candidates.shape[0] > 1:
-                scores = policy.score(d.x)
-                a = gate.assess(policy, d.x, scores, 'fresh')
-                mine = int(d.candidates[a.best])
-                theirs = d.nova_action
-                if mine == theirs:
-                    out.append(Sample(a.confidence, True, 0.0))
-                else:
-                    costs = branching.branch_costs(
-                        env.sim, d.vm, (mine, theirs), continuation,
-                        horizon)
-                    out.append(Sample(a.confidence, False,
-                                      float(costs[0] - costs[1])))
-            _, _, terminated, truncated, _ = env.step(
-                walker.choose(d.vm, env.sim.fit))
-            steps += 1
-            if terminated or truncated:
+        while len(out) < quota:
+            vm = sim.pending()
+            if vm < 0:
                 break
+            if np.count_nonzero(sim.fit) > 1:
+                out.append(_sample(sim, vm, policy, horizon, continuation))
+            # The walker places this decision and the next stride - 1.
+            sim.play(walker, max_decisions=stride)
     return out
+
+
+def _sample(sim, vm: int, policy: Policy, horizon: int, continuation: str
+            ) -> Sample:
+    """The policy's choice at the pending decision against Nova's."""
+    d = env_mod.Decision(vm, *sim.candidate_features(vm, sim.fit))
+    scores = policy.score(d.x)
+    a = gate.assess(policy, d.x, scores, 'fresh')
+    mine = int(d.candidates[a.best])
+    theirs = d.nova_action
+    if mine == theirs:
+        return Sample(a.confidence, True, 0.0)
+    costs = branching.branch_costs(sim, vm, (mine, theirs), continuation,
+                                   horizon)
+    return Sample(a.confidence, False, float(costs[0] - costs[1]))
 
 
 def table(samples: list[Sample], tolerance: float = 1e-9) -> list[dict]:

@@ -4,8 +4,10 @@
 checkpoint is a directory holding ``tensors.npz`` (loaded with
 ``allow_pickle=False``) and ``state.json`` (step counters, optimiser
 hyper-parameters, RNG states, curves). Nested state dicts are flattened to
-``a/b/c`` keys. Written atomically: a new directory is filled, then renamed
-over the old one.
+``a/b/c`` keys. Written atomically: a new directory is filled (the state
+file through :func:`nova_rl_weigher.fileio.atomic_write`, the one atomic
+writer, so it is synced before the directory is renamed), then renamed over
+the old one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from nova_rl_weigher import fileio
 
 TENSORS = 'tensors.npz'
 STATE = 'state.json'
@@ -74,8 +78,7 @@ def save(path: str, state: dict) -> None:
     tmp = tempfile.mkdtemp(prefix='.ckpt-', dir=parent)
     try:
         np.savez(os.path.join(tmp, TENSORS), **tensors)
-        with open(os.path.join(tmp, STATE), 'w') as f:
-            json.dump(doc, f)
+        fileio.atomic_write(os.path.join(tmp, STATE), json.dumps(doc))
         old = None
         if os.path.exists(path):
             old = path + '.old'

@@ -23,7 +23,10 @@
 and utilisation; cached); ``reset()`` replays the current one. For a
 trainer that wants the candidate rows without padding, :attr:`decision`
 holds ``(vm, candidate host indices, feature matrix, nova weights)`` of the
-pending decision.
+pending decision. Loops that let a policy drive the simulation rather than
+step it (imitation, calibration, validation) take the warm-started
+simulation itself from :meth:`PlacementEnv.warm_start` and
+:meth:`~nova_rl_trainer.simulation.simulator.Simulation.play` it.
 """
 
 from __future__ import annotations
@@ -130,28 +133,30 @@ class PlacementEnv(gym.Env):
     def horizon_s(self) -> float:
         return self.workload(self.workload_seed).horizon_s
 
-    def _start(self, seed: int, start_s: float) -> simulator.Simulation:
-        key = (seed, start_s)
+    def warm_start(self, start_s: float, seed: int | None = None
+                   ) -> simulator.Simulation:
+        """A fresh copy of the simulation warm-started at ``start_s``: the
+        requests arriving before it placed by ``warmup_policy``, the first
+        arriving at or after it pending (``sim.current_vm``; -1 if the
+        trace is over). Workload ``seed`` (default: the current one)."""
+        seed = self.workload_seed if seed is None else int(seed)
+        key = (seed, float(start_s))
         warm = self._warm.get(key)
         if warm is None:
-            sim = simulator.Simulation(self.workload(seed), self.cluster,
-                                       self.objective)
-            sim.enable_usage()
-            if start_s > 0:
-                policy = policies_mod.make_policy(self.warmup_policy)
-                policy.bind(sim)
-                arrival = sim.workload.trace.arrival_s
-                while True:
-                    vm = sim.next_decision()
-                    if vm < 0 or arrival[vm] >= start_s:
-                        break
-                    sim.place(vm, policy.choose(vm, sim.fit))
-            # The pending decision (if any) is the episode's first.
-            warm = self._warm[key] = sim
+            warm = self._new_sim(seed)
+            warm.play(policies_mod.make_policy(self.warmup_policy),
+                      until_s=key[1])
+            self._warm[key] = warm
             loose = [k for k in self._warm if k not in self._pinned]
             for old in loose[:max(0, len(loose) - WARM_CACHE)]:
                 del self._warm[old]
         return warm.clone()
+
+    def _new_sim(self, seed: int) -> simulator.Simulation:
+        sim = simulator.Simulation(self.workload(seed), self.cluster,
+                                   self.objective)
+        sim.enable_usage()
+        return sim
 
     def prime_starts(self, start_times, seed: int | None = None) -> None:
         """Warm-start states for many instants in one pass over the trace.
@@ -166,21 +171,12 @@ class PlacementEnv(gym.Env):
         todo = sorted(t for _, t in keys if (seed, t) not in self._warm)
         if not todo:
             return
-        sim = simulator.Simulation(self.workload(seed), self.cluster,
-                                   self.objective)
-        sim.enable_usage()
+        sim = self._new_sim(seed)
         policy = policies_mod.make_policy(self.warmup_policy)
-        policy.bind(sim)
-        arrival = sim.workload.trace.arrival_s
         for start_s in todo:
-            while True:
-                # A request left pending at the previous instant is
-                # still to be placed.
-                vm = sim.current_vm if sim.current_vm >= 0 \
-                    else sim.next_decision()
-                if vm < 0 or arrival[vm] >= start_s:
-                    break
-                sim.place(vm, policy.choose(vm, sim.fit))
+            # Each instant goes on from the previous one (whose pending
+            # request is placed first).
+            sim.play(policy, until_s=start_s)
             self._warm[(seed, start_s)] = sim.clone()
 
     def share_starts(self, other: 'PlacementEnv') -> None:
@@ -200,9 +196,7 @@ class PlacementEnv(gym.Env):
         options = options or {}
         start_s = float(options.get('start_s', self.start_s))
         self.max_decisions = options.get('max_decisions', self.max_decisions)
-        self.sim = self._start(self.workload_seed, start_s)
-        if self.sim.current_vm < 0 and not self.sim.done:
-            self.sim.next_decision()
+        self.sim = self.warm_start(start_s)
         self._steps = 0
         self._cost = self.sim.cost()
         return self._observe(), self._info()

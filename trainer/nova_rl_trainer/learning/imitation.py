@@ -17,27 +17,55 @@ from nova_rl_trainer.learning import policy_net
 from nova_rl_trainer.learning.policy_net import EnsembleScorer
 
 
+class _Recorder:
+    """``policy``, recording each decision's candidate features and its
+    choice (index into the candidates). The feature matrix is built once
+    per decision: a feature policy that would build the same matrix
+    (``FeaturePolicy.choose``) picks from the recorded one; others choose
+    their own way."""
+
+    def __init__(self, policy, xs: list[np.ndarray], choices: list[int]
+                 ) -> None:
+        self.policy = policy
+        self.name = policy.name
+        self.needs_usage = policy.needs_usage
+        self.xs = xs
+        self.choices = choices
+        self.sim = None
+
+    def bind(self, sim) -> None:
+        self.sim = sim
+        self.policy.bind(sim)
+
+    def choose(self, vm: int, fit: np.ndarray) -> int:
+        cand, x, nova_weight = self.sim.candidate_features(vm, fit)
+        if type(self.policy).choose is policies_mod.FeaturePolicy.choose:
+            i = self.policy.pick(x, nova_weight)
+            host = int(cand[i])
+        else:
+            host = self.policy.choose(vm, fit)
+            i = int(np.searchsorted(cand, host))
+        self.xs.append(x)
+        self.choices.append(i)
+        return host
+
+
 def demonstrations(env: env_mod.PlacementEnv, heuristic: str, n: int,
                    start_s_values: list[float], episode_decisions: int
                    ) -> tuple[list[np.ndarray], np.ndarray]:
-    """``n`` decisions of ``heuristic``: candidate features and choices."""
+    """``n`` decisions of ``heuristic``: candidate features and choices,
+    along episodes of at most ``episode_decisions`` from each start in
+    turn (warm-started by ``env``)."""
     xs: list[np.ndarray] = []
     choices: list[int] = []
     for start_s in start_s_values:
-        env.reset(options={'start_s': start_s,
-                           'max_decisions': episode_decisions})
-        policy = policies_mod.make_policy(heuristic)
-        policy.bind(env.sim)
-        while env.decision is not None and len(xs) < n:
-            d = env.decision
-            host = policy.choose(d.vm, env.sim.fit)
-            xs.append(d.x)
-            choices.append(int(np.flatnonzero(d.candidates == host)[0]))
-            _, _, terminated, truncated, _ = env.step(host)
-            if terminated or truncated:
-                break
         if len(xs) >= n:
             break
+        sim = env.warm_start(start_s)
+        recorder = _Recorder(policies_mod.make_policy(heuristic), xs,
+                             choices)
+        sim.play(recorder, max_decisions=min(episode_decisions,
+                                             n - len(xs)))
     return xs, np.array(choices)
 
 

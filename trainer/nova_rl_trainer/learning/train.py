@@ -155,16 +155,12 @@ class Trainer:
             # The environment provides the warm start; the episode itself
             # runs on the simulation, so the policy builds each feature
             # matrix once (the environment's observation is not needed).
-            self.val_env.reset(options={'start_s': start})
-            sim = self.val_env.sim
-            policy = make_policy()
-            policy.bind(sim)
+            sim = self.val_env.warm_start(start)
             cost0 = sim.cost()
-            vm, placed = sim.current_vm, 0
-            while vm >= 0 and (limit is None or placed < limit):
-                sim.place(vm, policy.choose(vm, sim.fit))
-                placed += 1
-                vm = sim.next_decision()
+            sim.play(make_policy(), max_decisions=limit)
+            # An episode's cost runs to its next decision, as a truncated
+            # episode of the environment.
+            sim.pending()
             total += sim.cost() - cost0
         return total
 

@@ -29,11 +29,14 @@ current policy and against ``nova-default``:
   ``--objective``), summed over the scenarios, is strictly better.
 
 Otherwise it prints the table of terms and what failed, and changes
-nothing. Installing is atomic and keeps previous versions
-(:mod:`policy_versions`); ``rollback`` restores the previous one.
+nothing. Installing is atomic and transactional and keeps previous versions
+(:mod:`versions`); ``rollback`` restores the previous one.
 
-Exit codes: 0 installed (or, with ``--dry-run``, would be) / rolled back;
-3 refused by the gate; 2 error (bad candidate, bad options, broken target).
+Exit codes (:mod:`verdict`): 0 installed (or, with ``--dry-run``, would
+be) / rolled back; 3 refused by the gate; 2 error, the target serves what
+it served before (bad candidate, bad options, broken target, an install
+that failed before its switch or was switched back); 4 error after the
+switch could not be undone, the message says what the target serves.
 """
 
 from __future__ import annotations
@@ -42,27 +45,26 @@ import dataclasses
 import math
 import os
 import shutil
-from typing import Any, Sequence
+from typing import Sequence
 
 from nova_rl_weigher import artifact as artifact_mod
 
 from nova_rl_trainer.publishing import versions as pv
+from nova_rl_trainer.publishing.verdict import (  # noqa: F401 (re-exported)
+    BASELINE, CANDIDATE, CURRENT, EXIT_ERROR, EXIT_OK, EXIT_REFUSED,
+    EXIT_SWITCHED, Case, Failure, PublishResult)
 from nova_rl_trainer.simulation import evaluation
 from nova_rl_trainer.simulation import objectives as objectives_mod
 from nova_rl_trainer.simulation import policies as policies_mod
 from nova_rl_trainer.simulation import traces
 from nova_rl_trainer.simulation.setup import Setup
 
-EXIT_OK = 0
-EXIT_ERROR = 2
-EXIT_REFUSED = 3
-
 DEFAULT_SCENARIOS = ('azure-v1-test',)
 DEFAULT_KEEP = 5
 
-CANDIDATE = 'candidate'
-CURRENT = 'current'
-BASELINE = 'nova-default'
+# Reading an untrusted artifact: whatever the loader lets through besides
+# ArtifactError must still end as an error message, never a traceback.
+_READ_ERRORS = (ValueError, RecursionError, OSError, TypeError, KeyError)
 
 # Two runs that make the same decisions accrue bit-identical floats, but a
 # policy that differs only in harmless ways can land a few ulps away; this
@@ -71,163 +73,33 @@ _EPS = 1e-9
 
 
 class PublishError(Exception):
-    """Publishing or rolling back cannot proceed; nothing was changed."""
+    """Publishing or rolling back cannot proceed.
 
+    ``state`` says what the target serves afterwards (``None``: it was not
+    touched); ``changed`` is true when a switch happened and could not be
+    undone, so the target no longer serves what it served before.
+    """
 
-@dataclasses.dataclass
-class Case:
-    """One held-out evaluation: a setup and each column's metrics."""
-
-    label: str
-    scenario: str | None
-    seed: int
-    metrics: dict[str, dict[str, Any]]     # column -> run metrics
-
-
-@dataclasses.dataclass
-class Failure:
-    reference: str          # CURRENT or BASELINE
-    term: str               # a term, or 'objective'
-    case: str | None        # None: summed over the cases
-    candidate: float
-    other: float
-
-    def message(self, objective: str, tolerance: float) -> str:
-        change = (f'{(self.candidate - self.other) / abs(self.other):+.2%}'
-                  if self.other else 'from 0')
-        if self.term == 'objective':
-            where = '' if self.case is None else f' on {self.case}'
-            return (f'objective {objective} is not better than '
-                    f'{self.reference}{where}: '
-                    f'candidate {self.candidate:.6g} vs {self.other:.6g} '
-                    f'({change})')
-        return (f'{self.term} is worse than {self.reference} on {self.case}: '
-                f'candidate {self.candidate:.6g} vs {self.other:.6g} '
-                f'({change}, tolerance {tolerance:.1%})')
-
-
-@dataclasses.dataclass
-class PublishResult:
-    target: str
-    candidate: str
-    candidate_version: str
-    objective: str
-    terms: tuple[str, ...]
-    tolerance: float
-    current_version: str | None
-    cases: list[Case]
-    failures: list[Failure]
-    notes: list[str]
-    dry_run: bool = False
-    installed: bool = False
-    installed_as: str | None = None    # version directory now at target
-    previous: str | None = None        # what rollback would restore
-    pruned: list[str] = dataclasses.field(default_factory=list)
-
-    @property
-    def accepted(self) -> bool:
-        return not self.failures
+    def __init__(self, message: str, state: str | None = None,
+                 changed: bool = False) -> None:
+        super().__init__(message)
+        self.state = state
+        self.changed = changed
 
     @property
     def exit_code(self) -> int:
-        return EXIT_OK if self.accepted else EXIT_REFUSED
+        return EXIT_SWITCHED if self.changed else EXIT_ERROR
 
     @property
-    def columns(self) -> list[str]:
-        return [c for c in (CANDIDATE, CURRENT, BASELINE)
-                if c in self.cases[0].metrics]
+    def outcome(self) -> str:
+        """What the operator needs to know besides the error itself."""
+        return self.state or 'nothing was changed'
 
-    def reasons(self) -> list[str]:
-        return [f.message(self.objective, self.tolerance)
-                for f in self.failures]
-
-    def table(self) -> str:
-        """The terms for each column and case, with what failed."""
-        cols = self.columns
-        width = len('headroom_deficit_host_hours') + 2
-
-        def row(name: str, cells: list[str], check: str = '') -> str:
-            return (f'{name:<{width}}' + ''.join(f'{c:>15}' for c in cells)
-                    + (f'   {check}' if check else ''))
-
-        def verdict(case: str | None, term: str) -> str:
-            bad = [f.reference for f in self.failures
-                   if (f.case, f.term) == (case, term)]
-            if term == 'objective':
-                return 'NOT BETTER than ' + ', '.join(bad) if bad \
-                    else 'better'
-            if term not in self.terms:
-                return 'not checked'
-            return 'WORSE than ' + ', '.join(bad) if bad else 'ok'
-
-        lines = []
-        for case in self.cases:
-            m = case.metrics
-            lines.append(f'{case.label}: objective {self.objective}, '
-                         'policies gated as in Nova')
-            lines.append(row('term', cols, 'check'))
-            for term in objectives_mod.TERMS:
-                lines.append(row(term, [_fmt(m[c].get(term), term)
-                                        for c in cols],
-                                 verdict(case.label, term)))
-            lines.append(row(
-                f'objective {self.objective}',
-                [_fmt(m[c].get('objective_value'), '') for c in cols],
-                verdict(case.label, 'objective')
-                if len(self.cases) == 1 else ''))
-            lines.append(row('applied (gated)',
-                             [_fmt(m[c].get('applied_fraction'),
-                                   'applied_fraction') for c in cols]))
-            lines.append('')
-        if len(self.cases) > 1:
-            totals = [_fmt(sum(c.metrics[col]['objective_value']
-                               for c in self.cases), '') for col in cols]
-            lines.append(row(f'{self.objective}, all cases', totals,
-                             verdict(None, 'objective')))
-        return '\n'.join(lines).rstrip() + '\n'
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-able record of the decision (also kept in the history)."""
-        keep = (*self.terms, 'objective_value', 'applied_fraction',
-                'policy_version')
-        return {
-            'candidate': self.candidate,
-            'candidate_version': self.candidate_version,
-            'current_version': self.current_version,
-            'objective': self.objective,
-            'terms': list(self.terms),
-            'tolerance': self.tolerance,
-            'accepted': self.accepted,
-            'installed': self.installed,
-            'installed_as': self.installed_as,
-            'previous': self.previous,
-            'reasons': self.reasons(),
-            'notes': list(self.notes),
-            'cases': [{'label': c.label, 'scenario': c.scenario,
-                       'seed': c.seed,
-                       'metrics': {col: {k: _json_number(m.get(k))
-                                         for k in keep if k in m}
-                                   for col, m in c.metrics.items()}}
-                      for c in self.cases],
-        }
-
-
-def _fmt(value: Any, key: str) -> str:
-    if value is None:
-        return '-'
-    if key == 'applied_fraction':
-        return f'{value:.1%}'
-    if key == 'rejected':
-        return f'{value:,.0f}'
-    return f'{value:,.3f}'
-
-
-def _json_number(value: Any) -> Any:
-    if hasattr(value, 'item'):          # numpy scalar
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    @classmethod
+    def from_version_error(cls, e: pv.VersionError,
+                           prefix: str = '') -> 'PublishError':
+        return cls(prefix + str(e), e.state,
+                   changed=isinstance(e, pv.SwitchedError))
 
 
 def resolve_terms(terms: str | Sequence[str] | None,
@@ -301,8 +173,9 @@ def publish(candidate: str, target: str, *,
 
     ``setups`` (any trace and cluster) replaces ``scenarios`` x ``seeds``;
     their objective is replaced by the chosen one. Raises
-    :class:`PublishError` when it cannot decide (nothing is changed then);
-    a refusal is a result with ``failures``, not an exception.
+    :class:`PublishError` when it cannot decide or install: its ``state``
+    and ``exit_code`` say what the target serves then. A refusal is a
+    result with ``failures``, not an exception.
     """
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise PublishError('tolerance must be a finite number >= 0')
@@ -315,20 +188,26 @@ def publish(candidate: str, target: str, *,
     try:
         state = pv.inspect(target)
     except pv.VersionError as e:
-        raise PublishError(str(e)) from None
+        raise PublishError.from_version_error(e) from None
+    except OSError as e:
+        raise PublishError(f'cannot inspect the target {target}: {e}') \
+            from None
     if state.resolved and \
             os.path.realpath(candidate) == os.path.realpath(state.resolved):
         raise PublishError(f'the candidate {candidate} is the policy '
                            'already at the target')
     try:
-        cand_copy, cand_fp = pv.snapshot(candidate)
-    except artifact_mod.ArtifactError as e:
+        cand = pv.snapshot(candidate)
+    except (artifact_mod.ArtifactError, *_READ_ERRORS) as e:
         raise PublishError(f'candidate refused, it is not a valid policy '
                            f'artifact: {e}') from None
+    cand_copy = cand.path
     temps = [os.path.dirname(cand_copy)]
     try:
-        cand_manifest = artifact_mod.read_manifest(cand_copy)
-        chosen = objective or cand_manifest.get('objective')
+        chosen = objective or cand.policy.manifest.get('objective')
+        if not isinstance(chosen, str) or not chosen:
+            raise PublishError("the candidate manifest's objective is not a "
+                               'name; choose one with --objective')
         try:
             obj = objectives_mod.load_objective(chosen,
                                                 objective_options or {})
@@ -346,14 +225,13 @@ def publish(candidate: str, target: str, *,
                          'no current policy, compared with nova-default only')
         elif state.kind in ('link', 'dir'):
             try:
-                cur_copy, _ = pv.snapshot(state.resolved)
-            except artifact_mod.ArtifactError as e:
+                cur = pv.snapshot(state.resolved)
+            except (artifact_mod.ArtifactError, *_READ_ERRORS) as e:
                 notes.append(f'the current policy at {target} is invalid '
                              f'({e}); compared with nova-default only')
             else:
+                cur_copy, cur_version = cur.path, cur.policy.version
                 temps.append(os.path.dirname(cur_copy))
-                cur_version = artifact_mod.read_manifest(cur_copy)[
-                    'policy_version']
         else:
             notes.append(f'nothing at {target} yet: first install, compared '
                          'with nova-default only')
@@ -380,13 +258,13 @@ def publish(candidate: str, target: str, *,
 
         result = PublishResult(
             target=target, candidate=os.path.abspath(candidate),
-            candidate_version=cand_manifest['policy_version'],
+            candidate_version=cand.policy.version,
             objective=obj.name, terms=checked, tolerance=tolerance,
             current_version=cur_version, cases=cases,
             failures=_judge(cases, checked, tolerance), notes=notes,
             dry_run=dry_run)
         if result.accepted and not dry_run:
-            _install(result, state, cand_copy, cand_fp, keep)
+            _install(result, state, cand_copy, cand.fingerprint, keep)
         return result
     finally:
         for path in temps:
@@ -417,22 +295,21 @@ def _install(result: PublishResult, state: pv.TargetState, copy: str,
     try:
         outcome = pv.install(result.target, copy, fp,
                              result.candidate_version, state, keep, record)
-        served = artifact_mod.load_artifact(result.target)
-    except (pv.VersionError, artifact_mod.ArtifactError, OSError) as e:
-        raise PublishError(f'install failed: {e}') from None
-    if served.version != result.candidate_version:   # pragma: no cover
-        raise PublishError(f'install failed: {result.target} serves '
-                           f'{served.version}, not the candidate')
+    except pv.VersionError as e:
+        raise PublishError.from_version_error(e, 'install failed: ') \
+            from None
     result.installed = True
     result.installed_as = os.path.join(pv.versions_dir(result.target),
                                        outcome.name)
     result.previous = outcome.previous
     result.pruned = outcome.pruned
+    result.warnings = outcome.warnings
 
 
 def rollback(target: str) -> pv.RollbackOutcome:
     """Point ``target`` back at the previous published version."""
     try:
         return pv.rollback(target)
-    except (pv.VersionError, OSError) as e:
-        raise PublishError(str(e)) from None
+    except pv.VersionError as e:
+        raise PublishError.from_version_error(e, 'rollback failed: ') \
+            from None

@@ -9,335 +9,80 @@ becomes a relative symlink to an immutable version directory beside it::
         history.json         rollback stack, retired versions, event log
         .lock                serialises publish and rollback on this target
 
-Switching is ``rename(2)`` of a new symlink over the old one, so a reader of
-the target sees the old version or the new one, never a mix. The weigher's
-hot-reload signature includes ``realpath(target)``, so every switch is
-noticed even when two versions' files happen to share size and mtime.
-
 The history's ``stack`` is the rollback lineage, oldest first, the last
 entry being what the target points at. Installing pushes; rolling back pops
 (the popped version is *retired*: kept on disk until pruning) and points the
 target at the new top. Only installs prune, so a rollback, the emergency
 operation, touches nothing but the symlink and the history.
+
+**Transactions.** An install or a rollback changes what the weigher serves
+in exactly one step, the *switch*: ``renameat2(RENAME_EXCHANGE)`` of a
+prepared symlink with the target (or ``rename(2)`` of it over the target
+where the exchange is unsupported), so a reader sees the old version or the
+new one, never a mix. Everything that can fail is done before it: the lock,
+reading the history, copying and verifying the new version directory, the
+new history's text, the write permissions the rest needs, the prepared
+symlink. After the switch the served policy is verified and the history
+written; if either fails, the switch is undone (the same exchange again).
+So:
+
+* :class:`VersionError`: the target serves what it served before (nothing
+  was changed, or the switch was undone), and the history says so;
+* :class:`SwitchedError`: the switch happened, the rest failed and undoing
+  it failed too; its ``state`` says exactly what the target serves now;
+* otherwise the target serves the new version and the history records it.
+  Tidying afterwards (removing the old symlink, pruning old versions) can
+  only produce warnings.
+
+The weigher's hot-reload signature includes ``realpath(target)``, so every
+switch is noticed even when two versions' files share size and mtime.
+Every file read from a candidate or a version directory goes through
+:func:`nova_rl_weigher.fileio.read_bounded` (regular files inside the
+directory, at most the artifact caps), and the history is written with
+:func:`nova_rl_weigher.fileio.atomic_write`.
+
+The parts, each importing only those listed before it: :mod:`layout` (the
+target's paths, :class:`TargetState`, the errors), :mod:`history`
+(``history.json`` and the lock), :mod:`artifacts` (reading, verifying and
+copying artifact files; what a target holds), :mod:`store` (the version
+directories: naming, storing, adopting, pruning) and :mod:`switch` (the
+switch, the checks before it, its undo). This module holds the operations,
+:func:`install` and :func:`rollback`, and re-exports what callers use.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
-import datetime
-import errno
-import fcntl
-import hashlib
-import json
 import os
-import re
-import shutil
-import tempfile
-from typing import Any, Iterator
+from typing import Any
 
 from nova_rl_weigher import artifact as artifact_mod
 
-HISTORY = 'history.json'
-HISTORY_FORMAT = 'nova-rl-publish-history'
-LOCK = '.lock'
-INCOMING_PREFIX = '.incoming-'
-MAX_EVENTS = 200
+from nova_rl_trainer.publishing.artifacts import (
+    Snapshot, _unchanged, copy_artifact, describe, fingerprint, inspect,
+    snapshot, verify)
+from nova_rl_trainer.publishing.history import (
+    HISTORY, HISTORY_FORMAT, LOCK, MAX_EVENTS, MAX_HISTORY_BYTES,
+    _history_text, locked, now_iso, read_history)
+from nova_rl_trainer.publishing.layout import (
+    SwitchedError, TargetState, VersionError, normalise, versions_dir)
+from nova_rl_trainer.publishing.store import (
+    INCOMING_PREFIX, _adopt_name, _is_valid, _plan_prune, _remove_versions,
+    _store, version_name)
+from nova_rl_trainer.publishing.switch import (
+    _after_switch, _check_writable, _link_text, _Switch)
 
-
-class VersionError(Exception):
-    """The target or its versions directory is not in a usable state."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TargetState:
-    """What the target path is right now.
-
-    ``kind``: ``absent``, ``dangling`` (a symlink to nothing), ``link`` (a
-    symlink to a directory) or ``dir`` (a plain directory, e.g. an artifact
-    written there before publishing was used).
-    """
-
-    path: str
-    kind: str
-    link: str | None = None        # the symlink's text
-    resolved: str | None = None    # the directory holding the artifact
-    managed: bool = False          # resolved is one of our version dirs
-    fingerprint: str | None = None  # of the artifact files, if any
-
-    @property
-    def name(self) -> str | None:
-        """The version directory's name, for a managed target."""
-        return os.path.basename(self.resolved) if self.managed else None
-
-
-def normalise(target: str) -> str:
-    # abspath, not realpath: the target is the symlink itself.
-    return os.path.abspath(target)
-
-
-def versions_dir(target: str) -> str:
-    return normalise(target) + '.versions'
-
-
-def _artifact_files(path: str) -> list[str]:
-    """File names making up the artifact in ``path`` (weights name from the
-    manifest when it is readable)."""
-    names = [artifact_mod.MANIFEST]
-    weights = artifact_mod.WEIGHTS
-    try:
-        declared = artifact_mod.read_manifest(path).get('weights_file')
-    except artifact_mod.ArtifactError:
-        declared = None
-    if isinstance(declared, str) and declared and \
-            os.path.basename(declared) == declared:
-        weights = declared
-    names.append(weights)
-    return names
-
-
-def fingerprint(path: str) -> str:
-    """sha256 over the artifact's files (missing ones count as absent), to
-    name versions and to notice a change between evaluation and install."""
-    digest = hashlib.sha256()
-    for name in _artifact_files(path):
-        digest.update(name.encode() + b'\0')
-        try:
-            with open(os.path.join(path, name), 'rb') as f:
-                data = f.read()
-        except OSError:
-            digest.update(b'-missing-')
-            continue
-        digest.update(hashlib.sha256(data).digest())
-    return digest.hexdigest()
-
-
-def inspect(target: str) -> TargetState:
-    path = normalise(target)
-    if os.path.islink(path):
-        link = os.readlink(path)
-        resolved = os.path.realpath(path)
-        if not os.path.isdir(resolved):
-            return TargetState(path, 'dangling', link=link)
-        managed = (os.path.dirname(resolved)
-                   == os.path.realpath(versions_dir(path)))
-        return TargetState(path, 'link', link=link, resolved=resolved,
-                           managed=managed,
-                           fingerprint=fingerprint(resolved))
-    if os.path.isdir(path):
-        return TargetState(path, 'dir', resolved=path,
-                           fingerprint=fingerprint(path))
-    if os.path.lexists(path):
-        raise VersionError(f'target {path} exists but is neither a '
-                           'directory nor a symlink; refusing to touch it')
-    return TargetState(path, 'absent')
-
-
-def version_name(policy_version: str, fp: str) -> str:
-    """``<policy_version>-<sha12>``, safe as one path component."""
-    safe = re.sub(r'[^A-Za-z0-9._-]+', '_', policy_version)[:64]
-    safe = safe.lstrip('.') or 'policy'
-    return f'{safe}-{fp[:12]}'
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def copy_artifact(src: str, dst: str) -> None:
-    """Copy the artifact files of ``src`` into new directory ``dst``, synced
-    to disk and readable by the scheduler's user. Other files (training
-    checkpoints, plots) are left behind: only the artifact is published."""
-    os.makedirs(dst, mode=0o755)
-    os.chmod(dst, 0o755)   # whatever the umask: nova must read it
-    for name in _artifact_files(src):
-        with open(os.path.join(src, name), 'rb') as fin, \
-                open(os.path.join(dst, name), 'wb') as fout:
-            shutil.copyfileobj(fin, fout)
-            fout.flush()
-            os.fchmod(fout.fileno(), 0o644)
-            os.fsync(fout.fileno())
-    _fsync_dir(dst)
-
-
-def snapshot(src: str) -> tuple[str, str]:
-    """Copy the artifact in ``src`` to a private temporary directory and
-    verify it there: ``(copy, fingerprint)``. Evaluating and installing the
-    copy means what is installed is exactly what was evaluated, even if the
-    source is rewritten meanwhile. Raises ``ArtifactError``; the caller
-    removes the copy's parent (``os.path.dirname(copy)``)."""
-    if not os.path.isdir(src):
-        raise artifact_mod.ArtifactError(f'{src}: directory not found')
-    parent = tempfile.mkdtemp(prefix='nova-rl-publish-')
-    copy = os.path.join(parent, 'artifact')
-    try:
-        try:
-            copy_artifact(src, copy)
-        except OSError as e:
-            raise artifact_mod.ArtifactError(
-                f'{src}: cannot read the artifact: {e}') from None
-        artifact_mod.load_artifact(copy)
-    except BaseException:
-        shutil.rmtree(parent, ignore_errors=True)
-        raise
-    return copy, fingerprint(copy)
-
-
-# -- history ------------------------------------------------------------------
-
-def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec='seconds')
-
-
-def read_history(target: str) -> dict[str, Any]:
-    path = os.path.join(versions_dir(target), HISTORY)
-    try:
-        with open(path, encoding='utf-8') as f:
-            doc = json.load(f)
-    except FileNotFoundError:
-        return {'format': HISTORY_FORMAT, 'format_version': 1,
-                'stack': [], 'retired': [], 'events': []}
-    except (OSError, ValueError) as e:
-        raise VersionError(f'{path}: unreadable ({e}); fix or remove it by '
-                           'hand, nothing was changed') from None
-    if not (isinstance(doc, dict) and doc.get('format') == HISTORY_FORMAT
-            and isinstance(doc.get('stack'), list)):
-        raise VersionError(f'{path}: not a publish history file')
-    doc.setdefault('retired', [])
-    doc.setdefault('events', [])
-    return doc
-
-
-def _write_history(target: str, doc: dict[str, Any]) -> None:
-    doc['events'] = doc['events'][-MAX_EVENTS:]
-    directory = versions_dir(target)
-    fd, tmp = tempfile.mkstemp(prefix='.history-', dir=directory)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            json.dump(doc, f, indent=2)
-            f.write('\n')
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(directory, HISTORY))
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-@contextlib.contextmanager
-def locked(target: str) -> Iterator[None]:
-    """Exclusive lock on the target's versions directory (created if
-    needed); fails at once rather than queueing behind another publish."""
-    directory = versions_dir(target)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    fd = os.open(os.path.join(directory, LOCK), os.O_RDWR | os.O_CREAT,
-                 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise VersionError(f'another publish or rollback on {target} '
-                               'is in progress') from None
-        yield
-    finally:
-        os.close(fd)
-
-
-# -- switching ----------------------------------------------------------------
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: str, b: str) -> None:
-    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``).
-    Raises ``OSError``; callers fall back when it is unsupported."""
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except AttributeError:
-        raise OSError(errno.ENOSYS, 'renameat2 unavailable') from None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int,
-                   ctypes.c_char_p, ctypes.c_uint]
-    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b),
-          _RENAME_EXCHANGE) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e), a)
-
-
-def _point(target: str, name: str, aside: str | None = None) -> None:
-    """Make ``target`` a symlink to version ``name``.
-
-    A plain directory at the target is moved to ``aside`` (it cannot be
-    replaced by rename(2), which only replaces a directory with a
-    directory). With ``renameat2`` that is one atomic exchange; without it
-    there is a moment with no target, which the weigher survives by keeping
-    the policy it has in memory.
-    """
-    parent = os.path.dirname(target)
-    link = os.path.join(os.path.basename(versions_dir(target)), name)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(target)
-                               + '.tmp-', dir=parent)
-    os.close(fd)
-    os.unlink(tmp)
-    os.symlink(link, tmp)
-    try:
-        if aside is None:
-            os.replace(tmp, target)
-        else:
-            try:
-                _exchange(tmp, target)
-            except OSError:
-                os.rename(target, aside)
-                os.replace(tmp, target)
-            else:
-                os.rename(tmp, aside)     # tmp now names the old directory
-    except BaseException:
-        with contextlib.suppress(OSError):
-            if os.path.islink(tmp):
-                os.unlink(tmp)
-        raise
-    _fsync_dir(parent)
-
-
-def _free_name(directory: str, name: str) -> str:
-    candidate, n = name, 1
-    while os.path.lexists(os.path.join(directory, candidate)):
-        n += 1
-        candidate = f'{name}-{n}'
-    return candidate
-
-
-def _store(target: str, src: str, name: str, fp: str) -> str:
-    """Put a verified copy of ``src`` at version ``name`` (reusing an
-    identical existing one) and return the name used."""
-    directory = versions_dir(target)
-    final = os.path.join(directory, name)
-    if os.path.isdir(final) and fingerprint(final) == fp:
-        artifact_mod.load_artifact(final)
-        return name
-    name = _free_name(directory, name)
-    incoming = tempfile.mkdtemp(prefix=INCOMING_PREFIX, dir=directory)
-    os.rmdir(incoming)
-    try:
-        copy_artifact(src, incoming)
-        if fingerprint(incoming) != fp:
-            raise VersionError(f'{src} changed while it was being copied')
-        artifact_mod.load_artifact(incoming)
-        os.rename(incoming, os.path.join(directory, name))
-    except BaseException:
-        shutil.rmtree(incoming, ignore_errors=True)
-        raise
-    _fsync_dir(directory)
-    return name
+__all__ = [
+    # the operations and what they return or raise
+    'InstallOutcome', 'RollbackOutcome', 'SwitchedError', 'TargetState',
+    'VersionError', 'inspect', 'install', 'rollback',
+    # re-exported from the parts
+    'HISTORY', 'HISTORY_FORMAT', 'INCOMING_PREFIX', 'LOCK', 'MAX_EVENTS',
+    'MAX_HISTORY_BYTES', 'Snapshot', 'copy_artifact', 'describe',
+    'fingerprint', 'locked', 'normalise', 'now_iso', 'read_history',
+    'snapshot', 'verify', 'version_name', 'versions_dir',
+]
 
 
 # -- operations ---------------------------------------------------------------
@@ -348,6 +93,36 @@ class InstallOutcome:
     previous: str | None       # what rollback would restore
     adopted: str | None        # the pre-existing artifact, kept as a version
     pruned: list[str]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def _transaction(target: str, fn: Any, *args: Any) -> Any:
+    """Run ``fn`` under the lock; any failure not already described is
+    reported as changing nothing (fn only raises after the switch with a
+    :class:`VersionError` saying what is served)."""
+    directory = versions_dir(target)
+    made_dir = not os.path.lexists(directory)
+    done = False
+    try:
+        with locked(target):
+            result = fn(target, *args)
+        done = True
+        return result
+    except VersionError as e:
+        if e.state is None and not isinstance(e, SwitchedError):
+            e.state = _unchanged(target)
+        raise
+    except (OSError, artifact_mod.ArtifactError) as e:
+        raise VersionError(f'before switching {target}: {e}',
+                           state=_unchanged(target)) from None
+    finally:
+        if made_dir and not done:
+            # Made for this attempt only: leave the disk as it was.
+            with contextlib.suppress(OSError):
+                if set(os.listdir(directory)) <= {LOCK}:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(directory, LOCK))
+                    os.rmdir(directory)
 
 
 def install(target: str, src: str, fp: str, policy_version: str,
@@ -355,22 +130,35 @@ def install(target: str, src: str, fp: str, policy_version: str,
             record: dict[str, Any] | None = None) -> InstallOutcome:
     """Point ``target`` at a stored copy of the verified artifact ``src``
     (fingerprint ``fp``) and record it; ``expected`` is the target's state
-    when the candidate was evaluated, and must still hold."""
+    when the candidate was evaluated, and must still hold. Raises
+    :class:`VersionError` (nothing changed) or :class:`SwitchedError`."""
     if keep < 0:
         raise VersionError('keep must be >= 0')
-    target = normalise(target)
+    return _transaction(normalise(target), _install, src, fp,
+                        policy_version, expected, keep, record)
+
+
+def _install(target: str, src: str, fp: str, policy_version: str,
+             expected: TargetState, keep: int,
+             record: dict[str, Any] | None) -> InstallOutcome:
     directory = versions_dir(target)
-    with locked(target):
-        state = inspect(target)
-        if (state.kind, state.link, state.fingerprint) != (
-                expected.kind, expected.link, expected.fingerprint):
-            raise VersionError(
-                f'{target} changed while the candidate was being evaluated; '
-                'nothing was installed, run publish again')
-        history = read_history(target)
-        stack, retired = history['stack'], history['retired']
-        at = now_iso()
-        adopted, aside = None, None
+    state = inspect(target)
+    if (state.kind, state.link, state.fingerprint) != (
+            expected.kind, expected.link, expected.fingerprint):
+        raise VersionError(
+            f'{target} changed while the candidate was being evaluated; '
+            'nothing was installed, run publish again')
+    history = read_history(target)
+    # What the steps below need, checked before any of them is taken.
+    _check_writable(directory, 'storing the version and writing the '
+                    'history')
+    _check_writable(os.path.dirname(target), f'switching {target}')
+    stack, retired = history['stack'], history['retired']
+    at = now_iso()
+    adopted, aside = None, None
+    made: list[str] = []      # version dirs made here, removed on failure
+    sw = None
+    try:
         if state.kind == 'link' and state.managed:
             if not stack or stack[-1] != state.name:
                 # History lost or the link set by hand: trust the disk.
@@ -382,18 +170,24 @@ def install(target: str, src: str, fp: str, policy_version: str,
             if state.kind == 'dir':
                 # It has to leave the target's place: keep it, even if
                 # invalid, rather than delete what someone put there.
+                # Moving a directory to another parent needs write
+                # permission on it (its '..' changes).
+                _check_writable(state.path, f'moving it into {directory}')
                 aside = os.path.join(directory, adopted)
             else:
                 # Someone else's directory: copy, leave theirs alone.
-                adopted = _store(target, state.resolved, adopted,
-                                 state.fingerprint)
+                adopted, new = _store(target, state.resolved, adopted,
+                                      state.fingerprint)
+                if new:
+                    made.append(adopted)
             (stack if valid else retired).append(adopted)
             history['events'].append({
                 'action': 'adopt', 'at': at, 'version': adopted,
                 'from': state.resolved, 'valid': valid})
-        name = _store(target, src, version_name(policy_version, fp), fp)
+        name, new = _store(target, src, version_name(policy_version, fp), fp)
+        if new:
+            made.append(name)
         previous = stack[-1] if stack else None
-        _point(target, name, aside)
         if name in retired:
             retired.remove(name)
         stack.append(name)
@@ -401,56 +195,26 @@ def install(target: str, src: str, fp: str, policy_version: str,
             'action': 'install', 'at': at, 'version': name,
             'policy_version': policy_version, 'sha256': fp,
             'previous': previous, **(record or {})})
-        pruned = _prune(target, history, keep, name)
-        _write_history(target, history)
-    return InstallOutcome(name, previous, adopted, pruned)
-
-
-def _adopt_name(state: TargetState) -> str:
+        doomed = _plan_prune(history, keep, name)
+        text = _history_text(history)
+        sw = _Switch(state, _link_text(target, name), aside)
+        sw.prepare()
+        sw.switch()
+    except BaseException:
+        if sw is not None:
+            sw.abort()
+        _remove_versions(directory, made)
+        raise
     try:
-        version = artifact_mod.read_manifest(state.resolved).get(
-            'policy_version')
-    except artifact_mod.ArtifactError:
-        version = None
-    if not isinstance(version, str) or not version:
-        version = 'adopted'
-    name = version_name(version, state.fingerprint or '0' * 12)
-    return _free_name(versions_dir(state.path), name)
-
-
-def _is_valid(path: str) -> bool:
-    try:
-        artifact_mod.load_artifact(path)
-    except artifact_mod.ArtifactError:
-        return False
-    return True
-
-
-def _prune(target: str, history: dict[str, Any], keep: int,
-           current: str) -> list[str]:
-    """Keep the current version, ``keep`` previous ones in the stack and the
-    ``keep`` most recently retired; delete the other version dirs we made."""
-    stack, retired = history['stack'], history['retired']
-    cut = max(0, len(stack) - (keep + 1))
-    dropped = stack[:cut]
-    del stack[:cut]
-    cut = max(0, len(retired) - keep)
-    dropped += retired[:cut]
-    del retired[:cut]
-    alive = set(stack) | set(retired) | {current}
-    directory = versions_dir(target)
-    pruned = []
-    for name in dict.fromkeys(dropped):
-        if name in alive or name.startswith('.') or '/' in name:
-            continue
-        path = os.path.join(directory, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-            pruned.append(name)
-    if pruned:
-        history['events'].append({'action': 'prune', 'at': now_iso(),
-                                  'versions': pruned})
-    return pruned
+        _after_switch(target, sw, name, policy_version, text)
+    except SwitchedError:
+        raise      # the new version is served: keep it
+    except BaseException:
+        _remove_versions(directory, made)
+        raise
+    warnings = sw.commit()
+    pruned, more = _remove_versions(directory, doomed)
+    return InstallOutcome(name, previous, adopted, pruned, warnings + more)
 
 
 @dataclasses.dataclass
@@ -458,45 +222,68 @@ class RollbackOutcome:
     restored: str          # version directory now at the target
     policy_version: str
     replaced: str          # the version rolled back from (now retired)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 def rollback(target: str) -> RollbackOutcome:
-    """Point ``target`` back at the previous version in its history."""
+    """Point ``target`` back at the previous version in its history.
+    Raises :class:`VersionError` (nothing changed) or
+    :class:`SwitchedError`."""
     target = normalise(target)
     hist_path = os.path.join(versions_dir(target), HISTORY)
-    if not os.path.exists(hist_path):
+    try:
+        os.stat(hist_path)
+    except (FileNotFoundError, NotADirectoryError):
         raise VersionError(f'no publish history for {target} ({hist_path} '
-                           'not found): nothing to roll back to')
-    with locked(target):
-        state = inspect(target)
-        history = read_history(target)
-        stack = history['stack']
-        if not (state.kind == 'link' and state.managed):
-            raise VersionError(
-                f'{target} is not a symlink into {versions_dir(target)} '
-                f'({state.kind}); it was changed outside publish, refusing '
-                'to guess what to restore')
-        if not stack or stack[-1] != state.name:
-            raise VersionError(
-                f'{target} points at {state.name}, but the history says '
-                f"{stack[-1] if stack else 'nothing'} is current; it was "
-                'changed outside publish, refusing to guess what to restore')
-        if len(stack) < 2:
-            raise VersionError(f'{target}: no previous version to roll back '
-                               f'to ({state.name} is the only one)')
-        previous = stack[-2]
-        path = os.path.join(versions_dir(target), previous)
-        try:
-            restored = artifact_mod.load_artifact(path)
-        except artifact_mod.ArtifactError as e:
-            raise VersionError(f'previous version {previous} fails '
-                               f'verification, not restoring it: {e}'
-                               ) from None
-        _point(target, previous)
-        stack.pop()
-        history['retired'].append(state.name)
-        history['events'].append({
-            'action': 'rollback', 'at': now_iso(), 'version': previous,
-            'policy_version': restored.version, 'from': state.name})
-        _write_history(target, history)
-    return RollbackOutcome(previous, restored.version, state.name)
+                           'not found): nothing to roll back to') from None
+    except OSError as e:
+        raise VersionError(f'cannot read {hist_path}: {e}',
+                           state=_unchanged(target)) from None
+    return _transaction(target, _rollback)
+
+
+def _rollback(target: str) -> RollbackOutcome:
+    directory = versions_dir(target)
+    state = inspect(target)
+    history = read_history(target)
+    stack = history['stack']
+    if not (state.kind == 'link' and state.managed):
+        raise VersionError(
+            f'{target} is not a symlink into {directory} ({state.kind}); it '
+            'was changed outside publish, refusing to guess what to restore')
+    if not stack or stack[-1] != state.name:
+        raise VersionError(
+            f'{target} points at {state.name}, but the history says '
+            f"{stack[-1] if stack else 'nothing'} is current; it was "
+            'changed outside publish, refusing to guess what to restore')
+    if len(stack) < 2:
+        raise VersionError(f'{target}: no previous version to roll back '
+                           f'to ({state.name} is the only one)')
+    previous = stack[-2]
+    path = os.path.join(directory, previous)
+    if os.path.islink(path) or not os.path.isdir(path):
+        raise VersionError(f'previous version {previous} is not a directory '
+                           f'in {directory}, not restoring it')
+    try:
+        restored = verify(path)
+    except artifact_mod.ArtifactError as e:
+        raise VersionError(f'previous version {previous} fails '
+                           f'verification, not restoring it: {e}') from None
+    stack.pop()
+    history['retired'].append(state.name)
+    history['events'].append({
+        'action': 'rollback', 'at': now_iso(), 'version': previous,
+        'policy_version': restored.version, 'from': state.name})
+    text = _history_text(history)
+    _check_writable(directory, 'writing the history')
+    _check_writable(os.path.dirname(target), f'switching {target}')
+    sw = _Switch(state, _link_text(target, previous))
+    try:
+        sw.prepare()
+        sw.switch()
+    except BaseException:
+        sw.abort()
+        raise
+    _after_switch(target, sw, previous, restored.version, text)
+    return RollbackOutcome(previous, restored.version, state.name,
+                           sw.commit())

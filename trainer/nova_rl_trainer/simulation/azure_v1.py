@@ -20,6 +20,13 @@ requests with times needs three choices, all seeded and policy-independent:
 Time 0 is the first line's bin start; ``time_offset_s`` keeps the source's
 absolute time so the diurnal swing stays in phase. Flavors have no disk in
 the source: requests ask for 0 GB of local disk (boot from volume).
+
+The bounds of :mod:`traces` hold here too: the trace end (``c<END>`` in the
+lifetime file's name) at most :data:`traces.MAX_TRACE_S` after the first
+line and not before the last bin ends, at most :data:`traces.MAX_VMS` VMs,
+flavors within :data:`traces.MAX_VCPUS` and :data:`traces.MAX_MEMORY_MB`,
+lifetimes from 0 to :data:`traces.MAX_TRACE_S`; anything else is a
+:class:`TraceError` naming the file and line.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import re
 
 import numpy as np
 
+from nova_rl_trainer.simulation import traces
 from nova_rl_trainer.simulation.traces import Trace, TraceError, open_text
 
 BIN_S = 300.0
@@ -82,11 +90,19 @@ def read_flavors(path: str) -> dict[str, tuple[float, float]]:
             try:
                 spec, letter = line.split()
                 vcpus, mem_gb = spec.split(',')
-                flavors[letter] = (float(int(vcpus)),
-                                   float(round(float(mem_gb) * 1024)))
+                cpus, mem = int(vcpus), float(mem_gb) * 1024
+                mem = float(round(mem)) if math.isfinite(mem) else math.nan
             except ValueError:
                 raise TraceError(path, f'expected "VCPUS,MEMORY_GB LETTER", '
-                                 f'got {line.strip()!r}', n) from None
+                                 f'got {line.strip()[:80]!r}', n) from None
+            if not 1 <= cpus <= traces.MAX_VCPUS:
+                raise TraceError(path, f'{cpus} vCPUs is not from 1 to '
+                                 f'{traces.MAX_VCPUS}', n)
+            if not 0 < mem <= traces.MAX_MEMORY_MB:
+                raise TraceError(path, f'{mem_gb[:40]} GB of memory is not '
+                                 f'in (0, {traces.MAX_MEMORY_MB // 1024:,}]',
+                                 n)
+            flavors[letter] = (float(cpus), mem)
     if not flavors:
         raise TraceError(path, 'no flavors')
     return flavors
@@ -101,10 +117,14 @@ def read_intervals(path: str) -> dict[int, tuple[float, float]]:
                 continue
             try:
                 s, b = line.split()
-                seconds.setdefault(int(b), []).append(int(s))
+                sec = int(s)
+                seconds.setdefault(int(b), []).append(sec)
             except ValueError:
                 raise TraceError(path, f'expected "SECONDS BIN", got '
-                                 f'{line.strip()!r}', n) from None
+                                 f'{line.strip()[:80]!r}', n) from None
+            if not 0 <= sec <= traces.MAX_TRACE_S:
+                raise TraceError(path, f'lifetime {sec} s is not from 0 to '
+                                 f'{traces.MAX_TRACE_S:,.0f}', n)
     if not seconds:
         raise TraceError(path, 'no lifetime bins')
     last = max(seconds)
@@ -155,6 +175,14 @@ def read_azure_v1(path: str, seed: int = 0) -> Trace:
         raise TraceError(path, 'no VMs')
 
     t0 = bin_t[0]
+    if trace_end - t0 > traces.MAX_TRACE_S:
+        raise TraceError(life_path, f'the trace ends {trace_end - t0:,.0f} s '
+                         f'after its first line, more than '
+                         f'{traces.MAX_TRACE_S:,.0f} s (400 days)')
+    if trace_end < bin_t[-1] + BIN_S:
+        raise TraceError(life_path, f'the trace end {trace_end:.0f} (the '
+                         'c<END> of the file name) is before the last line\'s '
+                         f'bin ends ({bin_t[-1] + BIN_S:.0f})')
     rng = np.random.default_rng([seed, 0xA1])
     nb = len(batch_len)
     blen = np.asarray(batch_len, dtype=np.float64)
@@ -197,14 +225,18 @@ def _parse_line(path, life_path, n, la, ll, flavors, intervals, bin_t,
     tl, _, rest_l = ll.strip().partition(' ')
     try:
         t = float(int(ta))
-    except ValueError:
-        raise TraceError(path, f'time {ta!r} is not an integer', n,
+    except (ValueError, OverflowError):
+        raise TraceError(path, f'time {ta[:40]!r} is not an integer', n,
                          'token 0') from None
     if tl != ta:
         raise TraceError(life_path, f'time {tl!r} does not match the '
                          f'arrival file ({ta!r})', n, 'token 0')
     if bin_t and t < bin_t[-1]:
         raise TraceError(path, f'time {ta} goes back in time', n, 'token 0')
+    if bin_t and t - bin_t[0] > traces.MAX_TRACE_S:
+        raise TraceError(path, f'time {ta} is more than '
+                         f'{traces.MAX_TRACE_S:,.0f} s (400 days) after the '
+                         'first line', n, 'token 0')
     toks_a = rest_a.split(',') if rest_a else []
     toks_l = rest_l.split(',') if rest_l else []
     if len(toks_a) != len(toks_l):
@@ -222,13 +254,17 @@ def _parse_line(path, life_path, n, la, ll, flavors, intervals, bin_t,
         if fa not in flavors:
             raise TraceError(path, f'unknown flavor {fa!r} (not in '
                              'flav_map.txt)', n, f'token {k}')
-        if len(fl) < 2 or fl[0] not in 'UC' or not fl[1:].isdigit():
-            raise TraceError(life_path, f'lifetime {fl!r} is not U<bin> or '
-                             'C<bin>', n, f'token {k}')
+        if len(fl) < 2 or fl[0] not in 'UC' or not fl[1:].isdigit() \
+                or not fl.isascii() or len(fl) > 20:
+            raise TraceError(life_path, f'lifetime {fl[:40]!r} is not U<bin> '
+                             'or C<bin>', n, f'token {k}')
         b = int(fl[1:])
         if b not in intervals:
             raise TraceError(life_path, f'lifetime bin {b} is not in '
                              'v1.interval_map.txt', n, f'token {k}')
+        if len(flavor) >= traces.MAX_VMS:
+            raise TraceError(path, f'more than {traces.MAX_VMS:,} VMs', n,
+                             f'token {k}')
         if current < 0:
             current = len(batch_len)
             batch_len.append(0)

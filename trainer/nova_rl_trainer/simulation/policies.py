@@ -11,8 +11,12 @@ optionally followed by ``:key=value,...`` options. Artifact policies take
 the policy acts only when the gate's confidence reaches the threshold, and
 Nova's default weighers decide otherwise) or ``mode=raw`` (always the
 ensemble mean's best host), ``threshold=`` (default: the manifest's
-``calibration.confidence_threshold``, else 0.8) and ``multiplier=`` (the
-weigher's ``weight_multiplier``, default 10.0).
+``calibration.confidence_threshold``, else ``gate.DEFAULT_THRESHOLD``),
+``multiplier=`` (the weigher's ``weight_multiplier``) and ``canary=`` (its
+``canary_percent``), both by default the option defaults of
+``nova_rl_weigher.conf``. A gated artifact policy decides with
+``nova_rl_weigher.gate.decide``, the function the weigher calls in Nova
+(with no latency: the simulator does not time inference).
 
 Policies that read features receive, for every decision, the candidate
 feature matrix built by ``nova_rl_weigher.features.compute_matrix``: the
@@ -30,13 +34,14 @@ from typing import Callable
 import numpy as np
 
 from nova_rl_weigher import artifact as artifact_mod
+from nova_rl_weigher import conf
 from nova_rl_weigher import gate
 
 from nova_rl_trainer.simulation import baselines
 
 BUNDLED = 'bundled'
-DEFAULT_THRESHOLD = 0.8
-DEFAULT_MULTIPLIER = 10.0
+#: Artifact policy options (``PATH:key=value``) other than ``mode``.
+ARTIFACT_OPTIONS = ('threshold', 'multiplier', 'canary')
 
 
 class PolicyError(ValueError):
@@ -44,7 +49,6 @@ class PolicyError(ValueError):
 
 
 def bundled_path() -> str:
-    from nova_rl_weigher import conf
     return conf.DEFAULT_POLICY_PATH
 
 
@@ -101,19 +105,16 @@ def make_policy(spec: str):
     if mode not in ('gated', 'raw'):
         raise PolicyError(f'policy {spec!r}: mode must be gated or raw')
     numbers = _floats(spec, options)
-    unknown = set(numbers) - {'threshold', 'multiplier'}
+    unknown = set(numbers) - set(ARTIFACT_OPTIONS)
     if unknown:
         raise PolicyError(f'policy {spec!r}: unknown option(s) '
                           + ', '.join(sorted(unknown))
-                          + '; options: mode, threshold, multiplier')
+                          + '; options: mode, ' + ', '.join(ARTIFACT_OPTIONS))
     try:
         loaded = artifact_mod.load_artifact(path)
     except artifact_mod.ArtifactError as e:
         raise PolicyError(f'policy {spec!r}: {e}') from None
-    return ArtifactPolicy(loaded, name=spec, mode=mode,
-                          threshold=numbers.get('threshold'),
-                          multiplier=numbers.get('multiplier',
-                                                 DEFAULT_MULTIPLIER))
+    return ArtifactPolicy(loaded, name=spec, mode=mode, **numbers)
 
 
 class FeaturePolicy:
@@ -158,23 +159,47 @@ class ScoringPolicy(FeaturePolicy):
 
 
 class ArtifactPolicy(FeaturePolicy):
-    """A verified ``nova_rl_weigher`` policy artifact, gated or raw."""
+    """A verified ``nova_rl_weigher`` policy artifact, gated or raw.
+
+    Gated, it decides as the weigher does in Nova's ``gated`` mode:
+    :func:`nova_rl_weigher.gate.decide` on the candidates' features and
+    scores, with the usage snapshot fresh when the simulation keeps one, no
+    latency and the request's instance UUID for the canary; when it applies,
+    the host with the highest :func:`nova_rl_weigher.gate.final_weights`
+    wins, else Nova's own choice.
+    """
 
     def __init__(self, policy, name: str, mode: str = 'gated',
                  threshold: float | None = None,
-                 multiplier: float = DEFAULT_MULTIPLIER) -> None:
+                 multiplier: float | None = None,
+                 canary: float | None = None) -> None:
         super().__init__()
         self.policy = policy
         self.name = name
         self.mode = mode
-        calibration = policy.manifest.get('calibration') or {}
-        self.threshold = float(threshold if threshold is not None else
-                               calibration.get('confidence_threshold',
-                                               DEFAULT_THRESHOLD))
-        self.multiplier = float(multiplier)
+        self.gate_settings = gate.GateSettings(
+            confidence_threshold=(gate.DEFAULT_SETTINGS.confidence_threshold
+                                  if threshold is None else float(threshold)),
+            canary_percent=(gate.DEFAULT_SETTINGS.canary_percent
+                            if canary is None else float(canary)))
+        self.threshold = gate.threshold_for(
+            policy, self.gate_settings.confidence_threshold)
+        self.multiplier = float(conf.default('weight_multiplier')
+                                if multiplier is None else multiplier)
         self.calls = 0
         self.applied = 0
         self.abstained: collections.Counter[str] = collections.Counter()
+        self._vm = -1
+
+    def choose(self, vm: int, fit: np.ndarray) -> int:
+        self._vm = vm
+        return super().choose(vm, fit)
+
+    def instance_uuid(self) -> str:
+        """The pending request's instance UUID (for the canary)."""
+        if self.sim is None or self._vm < 0:
+            return ''
+        return self.sim.workload.trace.vm_id(self._vm)
 
     def pick(self, x: np.ndarray, nova_weight: np.ndarray) -> int:
         scores = self.policy.score(x)
@@ -182,17 +207,16 @@ class ArtifactPolicy(FeaturePolicy):
         if self.mode == 'raw':
             self.applied += 1
             return int(np.argmax(scores.mean(axis=0)))
-        status = 'fresh' if self.sim.needs_usage else 'none'
-        a = gate.assess(self.policy, x, scores, status)
-        if a.reason or a.confidence < self.threshold:
-            self.abstained[a.reason or gate.LOW_CONFIDENCE] += 1
+        d = gate.decide(
+            self.policy, x, scores, settings=self.gate_settings,
+            snapshot_status='fresh' if self.sim.needs_usage else 'none',
+            instance_uuid=self.instance_uuid())
+        if not d.applied:
+            self.abstained[d.verdict] += 1
             return int(np.argmax(nova_weight))
         self.applied += 1
-        # What Nova ranks by when the weigher acts: its own weight plus
-        # the multiplier times the weigher's normalised score.
-        final = nova_weight + self.multiplier * np.asarray(
-            gate.normalised_weights(scores))
-        return int(np.argmax(final))
+        return int(np.argmax(gate.final_weights(nova_weight, d.weights,
+                                                self.multiplier)))
 
     def run_metrics(self) -> dict:
         return {'applied_fraction': (self.applied / self.calls

@@ -11,7 +11,8 @@ import os
 from typing import Sequence
 
 from nova_rl_trainer.simulation import azure_v1
-from nova_rl_trainer.simulation.traces import Trace, TraceError, read_csv
+from nova_rl_trainer.simulation.traces import (Trace, TraceError,
+                                               check_bounds, read_csv)
 
 FORMATS = ('azure-v1', 'csv')
 
@@ -35,7 +36,9 @@ def load_trace(path: str, trace_format: str | None = None, *, seed: int = 0,
     ``seed`` places the Azure trace's requests inside their 300 s bins and
     draws its tenants (the CSV needs no randomness). ``window`` ``(start,
     end)`` and ``sample`` (a fraction of batches, drawn with
-    ``sample_seed``, by default ``seed``) cut the trace down.
+    ``sample_seed``, by default ``seed``) cut the trace down. Whatever the
+    reader, the trace is checked against the bounds of :mod:`traces`
+    (:func:`traces.check_bounds`) before it is returned.
     """
     fmt = trace_format or detect_format(path)
     if fmt == 'csv':
@@ -52,4 +55,5 @@ def load_trace(path: str, trace_format: str | None = None, *, seed: int = 0,
                              else sample_seed)
     if len(trace) == 0:
         raise TraceError(path, 'no VMs left after windowing and sampling')
+    check_bounds(trace, path)
     return trace

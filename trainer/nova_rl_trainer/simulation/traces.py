@@ -16,6 +16,13 @@ vCPUs, may be empty (the utilisation model then decides), and override the
 model when present. A file may be gzip-compressed (``.gz``). Every row is a
 VM: a malformed row stops the reader with a :class:`TraceError` naming the
 file, line and column; nothing is skipped except blank lines.
+
+Every reader bounds what a trace may hold (:data:`MAX_TRACE_S`,
+:data:`MAX_VMS`, :data:`MAX_VCPUS`, :data:`MAX_MEMORY_MB`,
+:data:`MAX_DISK_GB`, :data:`MAX_ID_CHARS`): times finite, from 0 to 400
+days, a departure not before its arrival, sizes within what one VM can be.
+A damaged or hostile file then ends in a :class:`TraceError` at the line at
+fault, not in a MemoryError or a simulation that runs for days.
 """
 
 from __future__ import annotations
@@ -29,6 +36,23 @@ import os
 from typing import Iterable
 
 import numpy as np
+
+#: Trace time, in seconds from the trace's time 0, that any arrival or
+#: departure may reach: 400 days (34,560,000 s). The simulator keeps a usage
+#: sample every ``usage_interval_s`` (300 s by default: 115,200 samples) and
+#: costs grow with the horizon; the shipped traces span 3.5 and 5.7 days.
+MAX_TRACE_S = 400 * 86_400.0
+#: VM requests in one trace (the shipped test trace has 410,276).
+MAX_VMS = 10_000_000
+#: Per VM: vCPUs, memory (64 TiB) and local disk (1 PiB).
+MAX_VCPUS = 4096
+MAX_MEMORY_MB = 64 * 1024 * 1024
+MAX_DISK_GB = 1024 * 1024
+#: vm_id and project_id length (Nova's are 36-character UUIDs).
+MAX_ID_CHARS = 255
+
+_SIZE_BOUNDS = {'vcpus': MAX_VCPUS, 'memory_mb': MAX_MEMORY_MB,
+                'disk_gb': MAX_DISK_GB}
 
 CSV_COLUMNS: tuple[str, ...] = (
     'vm_id', 'project_id', 'arrival_s', 'departure_s', 'vcpus', 'memory_mb',
@@ -179,6 +203,39 @@ def peak_demand(trace: Trace) -> dict:
     return out
 
 
+def check_bounds(trace: Trace, path: str) -> None:
+    """Raise :class:`TraceError` if ``trace`` breaks a bound of the module
+    doc. The readers check each line as they read it; this is the last
+    check on any trace, whoever built it."""
+    if len(trace) > MAX_VMS:
+        raise TraceError(path, f'{len(trace):,} VMs, more than {MAX_VMS:,}')
+    arr, dep = trace.arrival_s, trace.departure_s
+    no_dep = np.isnan(dep)
+    with np.errstate(invalid='ignore'):
+        checks = (
+            ('arrival_s', np.isfinite(arr) & (arr >= 0)
+             & (arr <= MAX_TRACE_S),
+             f'not a time from 0 to {MAX_TRACE_S:,.0f} s (400 days)'),
+            ('departure_s', no_dep | (np.isfinite(dep)
+                                      & (dep <= MAX_TRACE_S)),
+             f'not a time up to {MAX_TRACE_S:,.0f} s (400 days)'),
+            ('departure_s', no_dep | (dep >= arr), 'before its arrival'),
+            ('vcpus', (trace.vcpus > 0) & (trace.vcpus <= MAX_VCPUS),
+             f'not in (0, {MAX_VCPUS:,}]'),
+            ('memory_mb', (trace.memory_mb > 0)
+             & (trace.memory_mb <= MAX_MEMORY_MB),
+             f'not in (0, {MAX_MEMORY_MB:,}]'),
+            ('disk_gb', (trace.disk_gb >= 0)
+             & (trace.disk_gb <= MAX_DISK_GB),
+             f'not in [0, {MAX_DISK_GB:,}]'),
+        )
+    for column, ok, what in checks:
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            raise TraceError(path, f'{column} of VM {trace.vm_id(i)!r} is '
+                             f'{what}')
+
+
 def open_text(path: str) -> io.TextIOBase:
     """Open a text file, transparently gunzipping ``*.gz``."""
     if path.endswith('.gz'):
@@ -196,6 +253,18 @@ def _number(path: str, line: int, column: str, text: str) -> float:
     if not math.isfinite(value):
         raise TraceError(path, f'{text!r} is not a finite number', line,
                          repr(column))
+    return value
+
+
+def _time(path: str, line: int, column: str, text: str) -> float:
+    value = _number(path, line, column, text)
+    if value < 0:
+        raise TraceError(path, f'{column} {value:g} is negative', line,
+                         repr(column))
+    if value > MAX_TRACE_S:
+        raise TraceError(path, f'{column} {value:g} is more than '
+                         f'{MAX_TRACE_S:,.0f} s (400 days, the longest trace '
+                         'simulated) after time 0', line, repr(column))
     return value
 
 
@@ -257,9 +326,15 @@ def _parse_csv(path: str, f: Iterable[str], name: str | None) -> Trace:
             raise TraceError(path, f'expected {width} fields, found '
                              f'{len(row)}', line)
         cell = {c: row[pos[c]].strip() for c in CSV_COLUMNS}
+        if len(vm_ids) >= MAX_VMS:
+            raise TraceError(path, f'more than {MAX_VMS:,} VMs', line)
         vm_id = cell['vm_id']
         if not vm_id:
             raise TraceError(path, 'empty vm_id', line, "'vm_id'")
+        for c in ('vm_id', 'project_id'):
+            if len(cell[c]) > MAX_ID_CHARS:
+                raise TraceError(path, f'{c} longer than {MAX_ID_CHARS} '
+                                 'characters', line, repr(c))
         if vm_id in seen:
             raise TraceError(path, f'vm_id {vm_id!r} already used on line '
                              f'{seen[vm_id]}', line, "'vm_id'")
@@ -267,14 +342,11 @@ def _parse_csv(path: str, f: Iterable[str], name: str | None) -> Trace:
         project_id = cell['project_id']
         if not project_id:
             raise TraceError(path, 'empty project_id', line, "'project_id'")
-        arrival = _number(path, line, 'arrival_s', cell['arrival_s'])
-        if arrival < 0:
-            raise TraceError(path, f'arrival_s {arrival:g} is negative',
-                             line, "'arrival_s'")
+        arrival = _time(path, line, 'arrival_s', cell['arrival_s'])
         departure = math.nan
         if cell['departure_s']:
-            departure = _number(path, line, 'departure_s',
-                                cell['departure_s'])
+            departure = _time(path, line, 'departure_s',
+                              cell['departure_s'])
             if departure < arrival:
                 raise TraceError(path, f'departure_s {departure:g} is before '
                                  f'arrival_s {arrival:g}', line,
@@ -291,6 +363,10 @@ def _parse_csv(path: str, f: Iterable[str], name: str | None) -> Trace:
         if sizes['disk_gb'] < 0:
             raise TraceError(path, f"disk_gb {sizes['disk_gb']:g} is "
                              'negative', line, "'disk_gb'")
+        for c, bound in _SIZE_BOUNDS.items():
+            if sizes[c] > bound:
+                raise TraceError(path, f'{c} {sizes[c]:g} is more than '
+                                 f'{bound:,} (one VM)', line, repr(c))
         util = {}
         for c in ('cpu_util_mean', 'cpu_util_p95'):
             util[c] = math.nan
