@@ -90,8 +90,8 @@ with a warning: this option's value, or else 10.0, applies instead.
         default='',
         mutable=True,
         help="""
-JSON file with recent actual usage per host and per project, written
-atomically by the trainer (``nova-rl-trainer``). Empty: no usage data, the
+JSON file with recent actual usage per host and per project (format in the
+README; to be written atomically by a telemetry job). Empty: no usage data, the
 usage features are marked absent. If set but missing, unreadable or older than
 ``snapshot_max_age_s``, the policy's confidence is zero and the weigher
 abstains.
@@ -118,8 +118,8 @@ request. A result that took longer is discarded and the weigher abstains.
         help="""
 Directory for the decision log: one JSON line per weighing call, written by a
 background thread to rotating files with a bounded total size. Empty disables
-the log. This is what ``nova-rl-trainer`` learns from and what an operator
-reads in ``shadow`` mode.
+the log. This is what an operator reads in ``shadow`` mode to see what the
+policy would have changed.
 """),
     cfg.FloatOpt(
         'canary_percent',

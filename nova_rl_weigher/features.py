@@ -1,11 +1,12 @@
 """The feature vector: one definition for the weigher, simulator and trainer.
 
 A weighing call sees a request and the candidate hosts that passed the
-filters. :func:`build_matrix` turns them into a ``float32`` matrix with one row
-per host and the columns named in :data:`FEATURES`. The same function is used
-by the weigher inside nova-scheduler (through :mod:`nova_rl_weigher.nova_views`)
-and by the simulator and trainer, which build :class:`HostView` objects from
-their own hosts. The schema's name and hash go into every policy artifact, so a
+filters. :func:`compute_matrix` (over :class:`HostColumns`, one array per
+column) and :func:`build_matrix` (over :class:`HostView` objects) turn them
+into a ``float32`` matrix with one row per host and the columns named in
+:data:`FEATURES`. The same code runs in the weigher inside nova-scheduler
+(:mod:`nova_rl_weigher.weigher` reads Nova's HostState into columns) and in
+the trainer's simulator (whose cluster state is kept in those columns). The schema's name and hash go into every policy artifact, so a
 policy trained on another feature definition is refused rather than misread.
 
 Features are scale-free where possible (fractions of capacity, log sizes) so a

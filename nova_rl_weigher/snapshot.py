@@ -1,7 +1,8 @@
 """The usage snapshot: recent actual use per host and per project.
 
-The trainer writes it atomically (write a temporary file, then rename) from
-Gnocchi or Prometheus; the weigher only reads it. Format (version 1)::
+A telemetry job is to write it atomically (:func:`write`: a
+temporary file, then a rename) from measured usage; the weigher only reads
+it. Format (version 1)::
 
     {
       "format_version": 1,
@@ -182,7 +183,7 @@ def load(path: str) -> tuple[float, features.UsageLookup]:
 
 def write(path: str, generated_at: float, hosts: dict[str, dict],
           projects: dict[str, dict]) -> None:
-    """Write a snapshot atomically (used by the trainer and tests)."""
+    """Write a snapshot atomically, after checking it as the reader would."""
     doc = {'format_version': FORMAT_VERSION, 'generated_at': generated_at,
            'hosts': hosts, 'projects': projects}
     parse(doc)

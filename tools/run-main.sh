@@ -9,12 +9,19 @@ cd "$(dirname "$0")/.."
 . tools/setup-venv.sh
 
 OUT=${OUT:-out/main}
-MINUTES=${MINUTES:-2}
+MINUTES=${MINUTES:-4}
+EVAL_EVERY=${EVAL_EVERY:-2}
 mkdir -p "$OUT"
 nova-rl-trainer train --scenario azure-v1-dev --objective packing \
-    --minutes "$MINUTES" --out "$OUT"
+    --minutes "$MINUTES" --eval-every "$EVAL_EVERY" --out "$OUT" --quiet \
+    > "$OUT/train-summary.json"
 nova-rl-trainer evaluate --scenario azure-v1-test --objective packing \
     --policies nova-default,nova-pack,first-fit,best-fit,tetris,load-aware,"$OUT/policy" \
     --json "$OUT/evaluation.json" --report "$OUT/report"
 echo
 cat "$OUT/report/report.md"
+echo
+echo "Training (curves: $OUT/curves.png):"
+python -c 'import json, sys, textwrap
+print(textwrap.fill(json.load(open(sys.argv[1]))["summary"]["outcome"], 78))' \
+    "$OUT/train.json"

@@ -121,7 +121,7 @@ class PolicyArtifact:
 
     @staticmethod
     def make_linear(path, feature_weights, **kwargs):
-        from nova_rl_weigher import testing as rl_testing
+        from tests import fixtures as rl_testing
         return rl_testing.make_linear_policy(path, feature_weights, **kwargs)
 
     @classmethod

@@ -13,7 +13,7 @@ from nova.scheduler import weights
 from nova.tests.unit.scheduler import fakes
 
 from nova_rl_weigher import features
-from nova_rl_weigher import testing
+from tests import fixtures as testing
 from nova_rl_weigher import weigher as rl
 
 CONF = cfg.CONF

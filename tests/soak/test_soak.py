@@ -44,7 +44,7 @@ from nova_rl_weigher import fileio
 from nova_rl_weigher import gate
 from nova_rl_weigher import scorer as scorer_mod
 from nova_rl_weigher import snapshot
-from nova_rl_weigher import testing
+from tests import fixtures as testing
 
 SOAK_SECONDS = float(os.environ.get('SOAK_SECONDS', '60'))
 LATENCY_FACTOR = float(os.environ.get('SOAK_LATENCY_FACTOR', '25'))

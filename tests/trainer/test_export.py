@@ -8,7 +8,7 @@ torch = pytest.importorskip('torch')
 from nova_rl_weigher import artifact  # noqa: E402
 from nova_rl_weigher import conf  # noqa: E402
 from nova_rl_weigher import features  # noqa: E402
-from nova_rl_weigher import testing  # noqa: E402
+from tests import fixtures as testing  # noqa: E402
 from nova_rl_trainer.learning import policy_net  # noqa: E402
 
 

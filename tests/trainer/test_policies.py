@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nova_rl_weigher import features
-from nova_rl_weigher.testing import make_linear_policy
+from tests.fixtures import make_linear_policy
 
 from nova_rl_trainer.simulation import policies
 from nova_rl_trainer.simulation import evaluation as runner

@@ -20,7 +20,7 @@ import pytest
 
 from nova_rl_weigher import artifact
 from nova_rl_weigher.policy_store import PolicyStore
-from nova_rl_weigher.testing import make_linear_policy
+from tests.fixtures import make_linear_policy
 
 from nova_rl_trainer import cli
 from nova_rl_trainer.publishing import switch

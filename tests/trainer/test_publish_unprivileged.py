@@ -24,7 +24,7 @@ import traceback
 import pytest
 
 from nova_rl_weigher import artifact
-from nova_rl_weigher.testing import make_linear_policy
+from tests.fixtures import make_linear_policy
 
 from nova_rl_trainer import cli
 from nova_rl_trainer.publishing import judge

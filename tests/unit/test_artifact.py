@@ -9,7 +9,7 @@ import pytest
 from nova_rl_weigher import artifact
 from nova_rl_weigher import conf
 from nova_rl_weigher import features
-from nova_rl_weigher import testing
+from tests import fixtures as testing
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def test_importing_the_weigher_never_imports_torch():
                     raise ImportError('torch imported by the weigher side')
         sys.meta_path.insert(0, NoTorch())
         import nova_rl_weigher.weigher, nova_rl_weigher.scorer
-        import nova_rl_weigher.testing
+        import tests.fixtures
         assert 'torch' not in sys.modules
         print('ok')
     ''')

@@ -408,7 +408,7 @@ def test_large_records_are_dropped_counted_and_reported_once(
 def test_scorer_counts_byte_budget_drops(tmp_path):
     from nova_rl_weigher import features
     from nova_rl_weigher import scorer as scorer_mod
-    from nova_rl_weigher import testing
+    from tests import fixtures as testing
     policy = testing.make_linear_policy(str(tmp_path / 'p'),
                                         {'log_vcpus_total': -1.0})
     hosts = [features.HostView(

@@ -151,7 +151,7 @@ def reference_matrix(c, request, project_cpu_ratio=None):
 
 
 def random_columns(rng, n, degenerate):
-    from nova_rl_weigher import testing
+    from tests import fixtures as testing
     hosts, request, usage = testing.random_candidates(rng, n)
     cols = features.HostColumns.from_views(hosts).with_usage(
         [h.name for h in hosts], usage)

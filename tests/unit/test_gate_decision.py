@@ -12,7 +12,7 @@ from nova_rl_weigher import conf
 from nova_rl_weigher import features
 from nova_rl_weigher import gate
 from nova_rl_weigher import scorer as scorer_mod
-from nova_rl_weigher import testing
+from tests import fixtures as testing
 
 from nova_rl_trainer.simulation import policies
 

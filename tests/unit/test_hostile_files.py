@@ -19,7 +19,7 @@ from nova_rl_weigher import artifact
 from nova_rl_weigher import features
 from nova_rl_weigher import fileio
 from nova_rl_weigher import policy_store
-from nova_rl_weigher import testing
+from tests import fixtures as testing
 from tests.unit.test_snapshot import GUARD_S
 from tests.unit.test_snapshot import call_with_guard
 from tests.unit.test_snapshot import open_fifo_writer

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
-from nova_rl_weigher import testing  # noqa: E402
+from tests import fixtures as testing  # noqa: E402
 from nova_rl_weigher import weigher as rl  # noqa: E402
 
 CONF = cfg.CONF

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from nova_rl_weigher import artifact
 from nova_rl_weigher import features
 from nova_rl_weigher import snapshot
-from nova_rl_weigher import testing
+from tests import fixtures as testing
 
 #: Per example; generous for a loaded CI machine. Measured, never slept.
 TIME_BOUND_S = 5.0

@@ -14,7 +14,7 @@ from nova_rl_weigher import gate
 from nova_rl_weigher import policy as policy_mod
 from nova_rl_weigher import scorer as scorer_mod
 from nova_rl_weigher import snapshot
-from nova_rl_weigher import testing
+from tests import fixtures as testing
 
 
 def hosts():

@@ -16,7 +16,7 @@ from nova_rl_weigher import fileio
 from nova_rl_weigher import gate
 from nova_rl_weigher import scorer as scorer_mod
 from nova_rl_weigher import snapshot
-from nova_rl_weigher import testing
+from tests import fixtures as testing
 
 GUARD_S = 2.0
 HOST = {'cpu_util_mean': 0.1, 'cpu_util_p95': 0.2, 'mem_util_mean': 0.3,

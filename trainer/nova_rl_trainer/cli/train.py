@@ -33,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--hidden', type=int, default=32)
     p.add_argument('--rollout-decisions', type=int, default=1024)
     p.add_argument('--calibration-samples', type=int, default=200)
+    p.add_argument('--eval-every', type=int, default=5, metavar='N',
+                   help='judge the greedy policy on the held-out '
+                        'validation episode every N PPO iterations '
+                        '(default %(default)s); each point of curves.png')
     p.add_argument('--advantage', choices=('vine', 'gae'), default='vine',
                    help="'vine': branch the simulation and compare tried "
                         "actions (default); 'gae': learned critic on "
@@ -65,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             args.minutes, iterations=args.iterations,
             warm_start=None if args.warm_start == 'none' else
             args.warm_start, calibration_samples=args.calibration_samples,
+            eval_every=args.eval_every,
             continuation=args.continuation,
             ppo=ppo.PPOConfig(rollout_decisions=args.rollout_decisions,
                               advantage=args.advantage,

@@ -216,6 +216,7 @@ class Trainer:
             total = c.iterations if c.iterations else None
             bar = tqdm(total=total, desc='ppo', unit='it', leave=False,
                        initial=self.iteration)
+        stats = None
         try:
             while True:
                 if c.iterations is not None and self.iteration >= \
@@ -231,11 +232,10 @@ class Trainer:
                     self.decisions += len(batch.trunk_xs)
                     stats = self.agent.update_vine(batch, self.rng)
                 else:
-                    ro = rollouts.collect(self.env, self.model,
-                                     c.ppo.rollout_decisions, self.rng,
-                                     self._train_start,
-                                     c.ppo.episode_decisions,
-                                     c.ppo.reward_scale)
+                    ro = rollouts.collect(
+                        self.env, self.model, c.ppo.rollout_decisions,
+                        self.rng, self._train_start,
+                        c.ppo.episode_decisions, c.ppo.reward_scale)
                     self._seen(ro.xs)
                     self.decisions += len(ro.xs)
                     stats = self.agent.update(ro, self.rng)
@@ -248,6 +248,10 @@ class Trainer:
                         bar.set_postfix(val=f"{entry['validation_cost']:.1f}")
                 if self.iteration % c.checkpoint_every == 0:
                     self.save_checkpoint()
+            # A budget ending between two evaluations would leave the last
+            # iterations unjudged: judge the policy as RL left it.
+            if self.history[-1].get('iteration') != self.iteration:
+                self.evaluate_now(stats)
         finally:
             if bar is not None:
                 bar.close()
@@ -352,6 +356,7 @@ class Trainer:
         if self.best['iteration'] == 0 and self.warm_start_name:
             method += (': RL did not improve on the warm start, so these '
                        'are the imitation weights')
+        summary['outcome'] = outcome(summary)
         manifest = policy_net.export(
             self.model, os.path.join(self.out, 'policy'),
             feature_min=self.feature_min, feature_max=self.feature_max,
@@ -406,3 +411,27 @@ def plot_curves(history: list[dict], baselines: dict[str, float],
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def outcome(summary: dict) -> str:
+    """What the run achieved against its warm start, in one plain
+    paragraph (printed by the main job, kept in train.json)."""
+    v = summary['validation_cost']
+    start = summary['warm_start'] or 'a random network'
+    change = (v['best'] - v['initial']) / v['initial'] if v['initial'] \
+        else 0.0
+    refs = ', '.join(f'{name} {cost:,.1f}' for name, cost in v.items()
+                     if name not in ('initial', 'best'))
+    text = (f"{summary['iterations']} PPO iterations "
+            f"({summary['decisions_trained']:,} trunk decisions, "
+            f"{summary['minutes']:.1f} min in all) after imitating {start}. "
+            f"Held-out validation cost ({summary['objective']}, lower is "
+            f"better): warm start {v['initial']:,.2f}, best "
+            f"{v['best']:,.2f} at iteration {summary['best_iteration']} "
+            f"({change:+.2%}); for reference {refs}. ")
+    if summary['best_iteration'] == 0:
+        return text + ('RL did not improve on the warm start within this '
+                       'budget: the exported weights are the warm '
+                       "start's.")
+    return text + ('The exported weights are those of iteration '
+                   f"{summary['best_iteration']}.")
