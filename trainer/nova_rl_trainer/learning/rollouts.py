@@ -9,16 +9,13 @@ they collect.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 import numpy as np
 
 from nova_rl_trainer.learning import branching
 from nova_rl_trainer.learning import env as env_mod
 from nova_rl_trainer.learning.policy_net import EnsembleScorer, numpy_policy
-
-if TYPE_CHECKING:     # ppo imports this module to update from its batches
-    from nova_rl_trainer.learning.ppo import PPOConfig
 
 
 def log_softmax(s: np.ndarray) -> np.ndarray:
@@ -91,8 +88,18 @@ class VineBatch:
     episode_costs: list[float]
 
 
+class VineSettings(Protocol):
+    """What :func:`collect_vine` reads (``ppo.PPOConfig`` has it)."""
+
+    vine_states: int
+    vine_actions: int
+    vine_horizon: int
+    vine_stride: int
+    episode_decisions: int
+
+
 def collect_vine(env: env_mod.PlacementEnv, model: EnsembleScorer,
-                 config: 'PPOConfig', rng: np.random.Generator,
+                 config: VineSettings, rng: np.random.Generator,
                  start_s: Callable[[], float], continuation: str
                  ) -> VineBatch:
     """Advantages by branching the simulation (TRPO's "vine" estimator).
