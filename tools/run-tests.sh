@@ -19,4 +19,11 @@ python -m pytest -q -p no:cacheprovider tests/functional || status=$?
 # 32 threads weighing for SOAK_SECONDS (default 60) while the policy and
 # snapshot files are replaced by every method.
 python -m pytest -q -p no:cacheprovider tests/soak || status=$?
+# Real PostgreSQL, Gnocchi and Ceilometer's publisher (from their own venv,
+# .venv-telemetry), started by the tests themselves on loopback.
+if bash tools/setup-telemetry-venv.sh; then
+    python -m pytest -q -p no:cacheprovider tests/telemetry || status=$?
+else
+    status=1
+fi
 exit $status

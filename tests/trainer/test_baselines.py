@@ -14,6 +14,7 @@ from nova_rl_trainer.simulation import nova_weighers
 from nova_rl_trainer.simulation import policies
 from nova_rl_trainer.simulation import scenarios
 from nova_rl_trainer.simulation import simulator
+from nova_rl_trainer.simulation.cluster import ClusterSpec, HostGroup
 
 from ._helpers import make_trace, small_cluster
 
@@ -206,3 +207,125 @@ def test_nova_default_matches_novas_weighers():
         if not case['all_weighers']:
             assert order == res['order']
         assert nova_weighers.best_index(ours) == res['order'][0]
+
+
+# -- host groups of several sizes ---------------------------------------------
+
+def mixed_state(used_vcpus, free_ram, request=(1, 256)):
+    """Host 0: 4 cores x 2.0 = 8 vCPUs, 4096 MB; host 1: 16 x 2.0 = 32
+    vCPUs, 16384 MB; both 100 GB of disk, empty."""
+    cl = ClusterSpec(groups=[
+        HostGroup(name='small', count=1, vcpus=4, ram_mb=4096, disk_gb=100,
+                  cpu_allocation_ratio=2.0),
+        HostGroup(name='large', count=1, vcpus=16, ram_mb=16384,
+                  disk_gb=100, cpu_allocation_ratio=2.0)])
+    wl = simulator.Workload(make_trace([(0, None) + tuple(request)]), 0)
+    sim = simulator.Simulation(wl, cl)
+    sim.vcpus_used[:] = used_vcpus
+    sim.ram_free_mb[:] = free_ram
+    sim.num_instances[:] = [1 if u else 0 for u in used_vcpus]
+    vm = sim.next_decision()
+    return sim, vm
+
+
+def test_best_fit_on_mixed_sizes_is_relative_to_each_host():
+    # Free after placing 2 vCPUs / 1024 MB, as fractions of each host:
+    # small (8 - 2 - 2) / 8 + (3072 - 1024) / 4096 = 1.0;
+    # large (32 - 28 - 2) / 32 + (4096 - 1024) / 16384 = 0.25: tighter,
+    # although it has more RAM left in MB.
+    sim, vm = mixed_state([2, 28], [3072, 4096], request=(2, 1024))
+    assert choose('best-fit', sim, vm) == 1
+    # small (8 - 6 - 2) / 8 + (2048 - 1024) / 4096 = 0.25; large
+    # (32 - 20 - 2) / 32 + (2048 - 1024) / 16384 = 0.375: the small one.
+    sim, vm = mixed_state([6, 20], [2048, 2048], request=(2, 1024))
+    assert choose('best-fit', sim, vm) == 0
+
+
+def test_tetris_and_nova_on_mixed_sizes():
+    # Both empty; request 2 vCPUs / 1024 MB. Tetris: small (2/8)(8/8) +
+    # (1024/4096)(4096/4096) = 0.5, large 2/32 + 1024/16384 = 0.125.
+    sim, vm = mixed_state([0, 0], [4096, 16384], request=(2, 1024))
+    assert choose('tetris', sim, vm) == 0
+    # Nova weighs absolute free RAM and vCPUs: spreading takes the large
+    # host, packing the small one.
+    w = sim.nova_weights(sim.fit)
+    np.testing.assert_allclose(w, [4096 / 16384 + 8 / 32 + 1, 1 + 1 + 1])
+    assert choose('nova-default', sim, vm) == 1
+    assert choose('nova-pack', sim, vm) == 0
+    # first-fit: the lowest index.
+    assert choose('first-fit', sim, vm) == 0
+
+
+def test_load_aware_on_mixed_sizes_uses_each_hosts_cores():
+    sim, vm = mixed_state([4, 8], [4096, 16384], request=(1, 256))
+    # 2 + 1 cores of the small host's 4: 0.75, past the 0.6 target; 6 + 1
+    # of the large host's 16: 0.4375, below it.
+    sim.measured[:] = [2.0, 6.0]
+    assert choose('load-aware', sim, vm) == 1
+    # The same 7 cores on the small host would overload it: score 0.
+    sim.measured[:] = [6.0, 6.0]
+    assert choose('load-aware', sim, vm) == 1
+
+
+class CheckingPolicy:
+    """Wraps a policy; before each choice checks that no host is over its
+    capacity and that every placed VM is within its host's size."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.needs_usage = inner.needs_usage
+        self.sim = None
+        self.checked = 0
+
+    def bind(self, sim):
+        self.sim = sim
+        self.inner.bind(sim)
+
+    def check(self):
+        sim = self.sim
+        eps = 1e-6
+        assert (sim.vcpus_used <= sim.cap_vcpu + eps).all()
+        assert (sim.host_ram_mb - sim.ram_free_mb <= sim.cap_ram + eps).all()
+        assert (sim.host_disk_mb - sim.disk_free_mb
+                <= sim.cap_disk + eps).all()
+        placed = np.flatnonzero(sim.host_of >= 0)
+        hosts = sim.host_of[placed]
+        wl = sim.workload
+        assert (wl.vcpus[placed] <= sim.cores[hosts]).all()
+        assert (wl.memory_mb[placed] <= sim.host_ram_mb[hosts]).all()
+        self.checked += 1
+
+    def choose(self, vm, fit):
+        self.check()
+        host = self.inner.choose(vm, fit)
+        assert fit[host]
+        return host
+
+
+@pytest.mark.parametrize('spec', list(baselines.BASELINES)
+                         + ['bundled', 'bundled:mode=raw'])
+def test_every_policy_respects_each_hosts_capacity(spec):
+    # azure-v1-small (peak 959 vCPUs, 1.8 TiB; VMs up to 8 vCPUs and 56
+    # GiB) on three generations with their own CPU ratios, about 83% of
+    # the vCPUs and the RAM at the peak: hosts fill up, and the largest
+    # VMs fit only the two larger generations.
+    cluster = ClusterSpec(groups=[
+        HostGroup(name='old', count=20, vcpus=6, ram_mb=32768,
+                  idle_watts=120, peak_watts=250),
+        HostGroup(name='mid', count=6, vcpus=32, ram_mb=131072,
+                  cpu_allocation_ratio=2.0),
+        HostGroup(name='new', count=3, vcpus=64, ram_mb=262144,
+                  cpu_allocation_ratio=1.5, idle_watts=260, peak_watts=700)])
+    sc = scenarios.get_scenario('azure-v1-small')
+    wl = simulator.Workload(sc.load_trace(0), 0)
+    big = np.flatnonzero((wl.vcpus > 6) | (wl.memory_mb > 32768))
+    assert big.size > 50
+    sim = simulator.Simulation(wl, cluster)
+    policy = CheckingPolicy(policies.make_policy(spec))
+    m = sim.run(policy).metrics
+    policy.check()
+    assert policy.checked > 3000
+    assert m['placed'] > 0.98 * m['decisions']
+    assert m['lb_host_hours'] <= m['active_host_hours']
+    assert m['peak_allocated_fraction'] > 0.7

@@ -60,7 +60,7 @@ def _samples(s, policy, workload):
     from nova_rl_trainer.simulation import policies
     sim = simulator.Simulation(workload, s.cluster)
     sim.run(policies.make_policy(policy))
-    return [a * sim.cores for a in sim._samples]
+    return [a * sim.cores[0] for a in sim._samples]   # identical hosts
 
 
 def test_parallel_evaluation_equals_serial():

@@ -7,6 +7,7 @@ from nova_rl_trainer.simulation import evaluation as runner
 from nova_rl_trainer.simulation.setup import Setup
 from nova_rl_trainer.simulation import scenarios
 from nova_rl_trainer.simulation import traces
+from nova_rl_trainer.simulation.cluster import ClusterSpec, HostGroup
 
 from ._helpers import make_trace, run, small_cluster
 
@@ -70,3 +71,40 @@ def test_peak_demand_matches_the_simulators_peak_allocation():
     assert sized['binding_resource'] == 'memory_mb'
     assert sized['hosts'] == 17
     assert 0.85 <= sized['peak_allocated_fraction'] <= 0.95
+
+
+def test_lower_bound_with_mixed_sizes_takes_the_largest_hosts_first():
+    # One big host (8 cores x 2.0 = 16 vCPUs, 16384 MB) and three small
+    # ones (4 x 2.0 = 8 vCPUs, 4096 MB), big first.
+    cluster = ClusterSpec(groups=[
+        HostGroup(name='big', count=1, vcpus=8, ram_mb=16384,
+                  cpu_allocation_ratio=2.0),
+        HostGroup(name='small', count=3, vcpus=4, ram_mb=4096,
+                  cpu_allocation_ratio=2.0)])
+    rows = [(0, 300, 4, 12000), (0, 400, 1, 4000)] \
+        + [(100, 400, 4, 256)] * 4
+    result, _ = run(make_trace(rows), cluster, 'first-fit')
+    m = result.metrics
+    assert m['rejected'] == 0
+    # 0-100 s: 16000 MB fit the big host alone: 1 host (the small hosts'
+    # size would say ceil(16000 / 4096) = 4, the mean size 3).
+    # 100-300 s: 21 vCPUs need the big host and a small one (16 + 8), and
+    # 17024 MB too (16384 + 4096): 2. 300-400 s: 17 vCPUs: 2 hosts; 5024 MB:
+    # 1.
+    assert m['lb_host_hours'] == pytest.approx((100 * 1 + 200 * 2 + 100 * 2)
+                                               / HOUR)
+    assert m['lb_host_hours'] <= m['active_host_hours']
+
+
+def test_bound_holds_for_every_baseline_on_mixed_sizes():
+    setup = Setup.from_scenario('azure-v1-small', cluster=ClusterSpec(
+        groups=[HostGroup(name='old', count=10, vcpus=16, ram_mb=65536),
+                HostGroup(name='mid', count=6, vcpus=32, ram_mb=131072,
+                          cpu_allocation_ratio=2.0),
+                HostGroup(name='new', count=3, vcpus=64, ram_mb=262144,
+                          cpu_allocation_ratio=1.5)]))
+    wl = setup.workload()
+    for name in baselines.BASELINES:
+        m = runner.run_one(setup, name, wl).metrics
+        assert m['lb_host_hours'] <= m['active_host_hours'] + 1e-9, name
+        assert 0 < m['peak_allocated_fraction'] <= 1.0, name

@@ -1,12 +1,16 @@
 """The simulator's metrics on tiny traces computed by hand."""
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
+from nova_rl_trainer.simulation import policies
+from nova_rl_trainer.simulation import scenarios
 from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.simulation import workload
+from nova_rl_trainer.simulation.cluster import ClusterSpec, HostGroup
 from nova_rl_trainer.simulation.cluster_state import COLUMN
 from nova_rl_trainer.simulation.metrics import CONTRACT_KEYS
 
@@ -199,3 +203,132 @@ def test_modelled_utilisation_drives_overload():
     assert m['placed'] == 40 - m['rejected']
     assert 0 < m['mean_host_cpu_util'] and math.isfinite(m['energy_kwh'])
     assert m['lb_host_hours'] <= m['active_host_hours'] + 1e-9
+
+
+# -- host groups of several sizes ---------------------------------------------
+
+def two_sizes(**large):
+    """Hosts 0, 1: 4 cores / 4096 MB, CPU ratio 2 (8 vCPUs of capacity),
+    100-200 W, 5 W empty; host 2: 8 cores / 8192 MB, ratio 2 (16 vCPUs),
+    150-350 W, 20 W empty."""
+    big = dict(name='large', count=1, vcpus=8, ram_mb=8192, disk_gb=100,
+               cpu_allocation_ratio=2.0, idle_watts=150, peak_watts=350,
+               empty_watts=20)
+    big.update(large)
+    return ClusterSpec(groups=[
+        HostGroup(name='small', count=2, vcpus=4, ram_mb=4096, disk_gb=100,
+                  cpu_allocation_ratio=2.0, idle_watts=100, peak_watts=200,
+                  empty_watts=5),
+        HostGroup(**big)])
+
+
+#   vm  arrive depart  vcpus  MB    use   where (first-fit)
+#   a   0      3600    6      1024  1.0   large only (6 > 4 cores: max_unit)
+#   b   0      3600    2      6000  1.0   large only (6000 > 4096 MB)
+#   c   0      3600    3      1024  1.0   small 0
+#   d   0      3600    3      512   0.5   small 0 (6 of 8 vCPUs)
+#   e   10     3600    9      512   -     rejected: larger than every host
+#   f   10     3600    1      9000  -     rejected: larger than every host
+MIXED_ROWS = [(0, 3600, 6, 1024, 0, 1.0), (0, 3600, 2, 6000, 0, 1.0),
+              (0, 3600, 3, 1024, 0, 1.0), (0, 3600, 3, 512, 0, 0.5),
+              (10, 3600, 9, 512, 0, 0.5), (10, 3600, 1, 9000, 0, 0.5)]
+
+
+def test_mixed_sizes_by_hand():
+    result, sim = run(make_trace(MIXED_ROWS), two_sizes(), 'first-fit',
+                      usage_interval_s=HOUR, usage_window_s=HOUR)
+    m = result.metrics
+    assert sim.host_of.tolist() == [-1] * 6     # all gone at the horizon
+    assert (m['decisions'], m['placed'], m['rejected']) == (6, 4, 2)
+    assert sim.cap_vcpu.tolist() == [8, 8, 16]
+    assert sim.cores.tolist() == [4, 4, 8]
+    # Hosts 0 and 2 active for the hour, host 1 empty.
+    assert m['active_host_hours'] == pytest.approx(2.0)
+    # Host 0 holds 3 + 1.5 = 4.5 cores on its 4: overloaded (the same
+    # demand would not overload the large host). Host 2 holds 6 + 2 = 8
+    # cores on its 8: busy, not overloaded.
+    assert m['overload_host_hours'] == pytest.approx(1.0)
+    # Hot above 0.8 of each host's own cores: 4.5 > 3.2 and 8 > 6.4.
+    assert m['hot_host_hours'] == pytest.approx(2.0)
+    # Each group's watts: host 0 fully busy at 200 W, host 2 at 350 W,
+    # host 1 empty at 5 W; the large host's 20 W empty never counts.
+    assert m['energy_kwh'] == pytest.approx((200 + 350 + 5) / 1000)
+    # Utilisation against each host's own cores.
+    assert m['p95_host_cpu_util'] == pytest.approx(
+        np.percentile([4.5 / 4, 8 / 8], 95))
+    # Lower bound: RAM 8560 MB live needs the 8192 MB host and a 4096 MB
+    # one (largest first); vCPUs 14 fit the 16 of the large host.
+    assert m['lb_host_hours'] == pytest.approx(2.0)
+    # Peak allocation: of the total capacity, 8560 / 16384 MB of RAM.
+    assert m['peak_allocated_fraction'] == pytest.approx(8560 / 16384)
+
+
+def test_mixed_sizes_placement_and_columns():
+    wl = simulator.Workload(make_trace(MIXED_ROWS), 0)
+    sim = simulator.Simulation(wl, two_sizes())
+    # Host columns are each host's own, in HostColumns layout.
+    assert sim.cols[COLUMN['vcpus_total']].tolist() == [4, 4, 8]
+    assert sim.cols[COLUMN['ram_total_mb']].tolist() == [4096, 4096, 8192]
+    assert sim.cols[COLUMN['ram_free_mb']].tolist() == [4096, 4096, 8192]
+    assert sim.cols[COLUMN['disk_free_mb']].tolist() == [102400] * 3
+    # a: 6 vCPUs fit the small hosts' capacity (8) but not their 4 cores.
+    vm = sim.next_decision()
+    assert vm == 0 and sim.fit.tolist() == [False, False, True]
+    # The features see each candidate's own size.
+    cand, cols = sim.candidate_columns(sim.fit)
+    assert cand.tolist() == [2] and cols.vcpus_total.tolist() == [8]
+    sim.place(vm, 2)
+    vm = sim.next_decision()                    # b: 6000 MB
+    assert sim.fit.tolist() == [False, False, True]
+    sim.place(vm, 2)
+    vm = sim.next_decision()                    # c: 3 vCPUs, anywhere
+    assert sim.fit.tolist() == [True, True, True]
+    cand, cols = sim.candidate_columns(sim.fit)
+    assert cols.vcpus_total.tolist() == [4, 4, 8]
+    assert cols.ram_free_mb.tolist() == [4096, 4096, 8192 - 7024]
+    sim.place(vm, 0)
+    vm = sim.next_decision()                    # d
+    sim.place(vm, 0)
+    # e and f are larger than every host: rejected without a decision.
+    assert sim.next_decision() == -1
+    assert sim.rejected == 2
+
+
+def test_mixed_sizes_usage_snapshot_is_per_host():
+    rows = [(0, 3600, 6, 4096, 0, 0.5), (0, 3600, 2, 2048, 0, 0.5)]
+    wl = simulator.Workload(make_trace(rows), 0, simulator.SimConfig(
+        usage_interval_s=HOUR, usage_window_s=HOUR))
+    sim = simulator.Simulation(wl, two_sizes())
+    sim.enable_usage()
+    sim.run(policies.make_policy('first-fit'))
+    # 3 cores of the large host's 8, 1 core of a small host's 4.
+    c = sim.cols
+    assert c[COLUMN['cpu_util_mean']].tolist() == pytest.approx(
+        [1 / 4, 0, 3 / 8])
+    assert c[COLUMN['mem_util_mean']].tolist() == pytest.approx(
+        [wl.mem_use[1] / 4096, 0, wl.mem_use[0] / 8192])
+
+
+def test_groups_differing_in_power_only_place_as_identical_hosts():
+    """The mixed path (per-host arrays, largest-first bound) on hosts of
+    one size places as the identical-host path does; only energy moves."""
+    sc = scenarios.get_scenario('azure-v1-small')
+    base = sc.cluster
+    g = base.groups[0]
+    mixed = ClusterSpec(groups=[
+        dataclasses.replace(g, name='a', count=9),
+        dataclasses.replace(g, name='b', count=8, idle_watts=150.0,
+                            peak_watts=400.0)])
+    assert base.uniform and not mixed.uniform
+    wl = simulator.Workload(sc.load_trace(0), 0)
+    for policy in ('first-fit', 'nova-default', 'load-aware'):
+        s1 = simulator.Simulation(wl, base)
+        r1 = s1.run(policies.make_policy(policy)).metrics
+        s2 = simulator.Simulation(wl, mixed)
+        r2 = s2.run(policies.make_policy(policy)).metrics
+        for key in ('active_host_hours', 'overload_host_hours',
+                    'hot_host_hours', 'p95_host_cpu_util',
+                    'peak_allocated_fraction', 'rejected'):
+            assert r1[key] == r2[key], (policy, key)
+        assert r2['lb_host_hours'] == pytest.approx(r1['lb_host_hours'])
+        assert r2['energy_kwh'] < r1['energy_kwh']

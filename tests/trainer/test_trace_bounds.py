@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from nova_rl_trainer import cli
 from nova_rl_trainer.simulation import azure_v1
+from nova_rl_trainer.simulation import csv_trace
 from nova_rl_trainer.simulation import trace_files
 from nova_rl_trainer.simulation import traces
 from nova_rl_trainer.simulation.traces import TraceError
@@ -75,7 +76,7 @@ def test_csv_bounds_name_file_line_and_column(tmp_path, cells, column,
                                               words):
     path = write(tmp_path, HEADER + row(vm='ok') + row(**cells))
     with pytest.raises(TraceError) as e:
-        traces.read_csv(path)
+        csv_trace.read_csv(path)
     assert e.value.line == 3
     assert e.value.column == repr(column)
     assert words in str(e.value)
@@ -86,7 +87,7 @@ def test_csv_bounds_are_inclusive(tmp_path):
     path = write(tmp_path, HEADER + row(
         arrival=repr(DAYS_400), departure=repr(DAYS_400), vcpus='4096',
         memory=str(64 * 1024 * 1024), disk=str(1024 * 1024), vm='v' * 255))
-    t = traces.read_csv(path)
+    t = csv_trace.read_csv(path)
     assert t.horizon_s == DAYS_400
     assert t.vcpus[0] == traces.MAX_VCPUS
     traces.check_bounds(t, path)
@@ -96,8 +97,8 @@ def test_csv_row_count_is_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(traces, 'MAX_VMS', 3)
     rows = ''.join(row(vm=f'v{i}', arrival=str(i)) for i in range(4))
     with pytest.raises(TraceError, match=r'line 5: more than 3 VMs'):
-        traces.read_csv(write(tmp_path, HEADER + rows))
-    traces.read_csv(write(tmp_path, HEADER + rows[:rows.rindex('v3')]))
+        csv_trace.read_csv(write(tmp_path, HEADER + rows))
+    csv_trace.read_csv(write(tmp_path, HEADER + rows[:rows.rindex('v3')]))
 
 
 def test_the_issue_traces_end_in_one_error_line(tmp_path, capsys):
@@ -223,7 +224,7 @@ def read_any(path):
     exception fails the test. A trace must satisfy every bound."""
     start = time.monotonic()
     try:
-        t = traces.read_csv(path)
+        t = csv_trace.read_csv(path)
     except TraceError as e:
         assert str(e).startswith(path)
         t = None
@@ -274,13 +275,13 @@ IDS = st.one_of(st.sampled_from(['a', 'b', 'c', 'p', '']),
 def csv_texts(draw):
     """Near-valid CSV traces: the right header (in any order, sometimes
     broken) and rows of hostile cells (sometimes too few or too many)."""
-    columns = list(draw(st.permutations(traces.CSV_COLUMNS)))
+    columns = list(draw(st.permutations(csv_trace.CSV_COLUMNS)))
     if draw(st.integers(0, 9)) == 0:
         columns[draw(st.integers(0, 8))] = draw(st.text(max_size=6))
     lines = [','.join(columns)]
     for _ in range(draw(st.integers(0, 6))):
         cells = {c: draw(IDS if c in ('vm_id', 'project_id') else NUMBERS)
-                 for c in traces.CSV_COLUMNS}
+                 for c in csv_trace.CSV_COLUMNS}
         values = [cells.get(c, '') for c in columns]
         if draw(st.integers(0, 9)) == 0:
             values = values[:draw(st.integers(0, 9))]
@@ -310,7 +311,7 @@ def test_valid_rows_are_read_back(scratch, arrival, life, vcpus):
                              departure=repr(departure), vcpus=str(vcpus)))
     if departure > DAYS_400:
         with pytest.raises(TraceError, match='400 days'):
-            traces.read_csv(path)
+            csv_trace.read_csv(path)
         return
     t = read_any(path)
     assert t.arrival_s[0] == arrival and t.departure_s[0] == departure

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from nova_rl_trainer.simulation import azure_v1
+from nova_rl_trainer.simulation import csv_trace
 from nova_rl_trainer.simulation import trace_files
-from nova_rl_trainer.simulation import traces
 from nova_rl_trainer.simulation.traces import TraceError
 
 from ._helpers import HEADER
@@ -27,7 +27,7 @@ def test_csv_reads_rows_sorted_by_arrival(tmp_path):
                  + '\n'
                  + 'a,p1,10,,1,512,0,,\n'
                  + 'c,p1,50,60.5,4,1024,0,0.2,\n')
-    t = traces.read_csv(path)
+    t = csv_trace.read_csv(path)
     assert len(t) == 3
     assert [t.vm_id(i) for i in range(3)] == ['a', 'b', 'c']
     assert t.arrival_s.tolist() == [10, 50, 50]
@@ -44,7 +44,7 @@ def test_csv_reads_rows_sorted_by_arrival(tmp_path):
 
 
 def test_csv_columns_in_any_order_and_gzip(tmp_path):
-    cols = traces.CSV_COLUMNS[::-1]
+    cols = csv_trace.CSV_COLUMNS[::-1]
     row = dict(vm_id='x', project_id='p', arrival_s='0', departure_s='5',
                vcpus='2', memory_mb='100', disk_gb='1', cpu_util_mean='',
                cpu_util_p95='')
@@ -59,10 +59,10 @@ def test_csv_columns_in_any_order_and_gzip(tmp_path):
 def test_csv_round_trip(tmp_path):
     path = write(tmp_path, HEADER + 'a,p1,0,10,1,512,0,0.1,0.3\n'
                  'b,p2,1,,2,1024,5,,\n')
-    t = traces.read_csv(path)
+    t = csv_trace.read_csv(path)
     out = str(tmp_path / 'out.csv')
-    traces.write_csv(t, out)
-    u = traces.read_csv(out)
+    csv_trace.write_csv(t, out)
+    u = csv_trace.read_csv(out)
     for col in ('arrival_s', 'departure_s', 'vcpus', 'memory_mb', 'disk_gb',
                 'cpu_util_mean', 'cpu_util_p95'):
         np.testing.assert_array_equal(getattr(t, col), getattr(u, col))
@@ -87,7 +87,7 @@ def test_csv_bad_value_names_line_and_column(tmp_path, row, line, column,
                                              words):
     path = write(tmp_path, HEADER + row + '\n')
     with pytest.raises(TraceError) as e:
-        traces.read_csv(path)
+        csv_trace.read_csv(path)
     assert e.value.line == line
     assert e.value.column == (repr(column) if column else None)
     assert words in str(e.value)
@@ -99,14 +99,14 @@ def test_csv_bad_value_names_line_and_column(tmp_path, row, line, column,
 def test_csv_error_on_a_later_line(tmp_path):
     path = write(tmp_path, HEADER + 'a,p,0,,1,512,0,,\n\nb,p,1,,x,512,0,,\n')
     with pytest.raises(TraceError, match=r"line 4, column 'vcpus'"):
-        traces.read_csv(path)
+        csv_trace.read_csv(path)
 
 
 def test_csv_duplicate_vm_id(tmp_path):
     path = write(tmp_path, HEADER + 'a,p,0,,1,512,0,,\na,p,1,,1,512,0,,\n')
     with pytest.raises(TraceError, match="line 3.*'a' already used on "
                                          'line 2'):
-        traces.read_csv(path)
+        csv_trace.read_csv(path)
 
 
 @pytest.mark.parametrize('header, words', [
@@ -118,21 +118,21 @@ def test_csv_duplicate_vm_id(tmp_path):
 def test_csv_bad_header(tmp_path, header, words):
     path = write(tmp_path, header + '\n')
     with pytest.raises(TraceError, match='line 1') as e:
-        traces.read_csv(path)
+        csv_trace.read_csv(path)
     assert words in str(e.value)
 
 
 def test_csv_empty_and_missing(tmp_path):
     with pytest.raises(TraceError, match='empty file'):
-        traces.read_csv(write(tmp_path, ''))
+        csv_trace.read_csv(write(tmp_path, ''))
     with pytest.raises(TraceError, match='no VMs'):
-        traces.read_csv(write(tmp_path, HEADER))
+        csv_trace.read_csv(write(tmp_path, HEADER))
     with pytest.raises(TraceError, match='cannot open'):
-        traces.read_csv(str(tmp_path / 'nope.csv'))
+        csv_trace.read_csv(str(tmp_path / 'nope.csv'))
     bad = tmp_path / 'bad.csv.gz'
     bad.write_bytes(b'not gzip')
     with pytest.raises(TraceError, match='cannot read'):
-        traces.read_csv(str(bad))
+        csv_trace.read_csv(str(bad))
 
 
 def test_format_detection(tmp_path):

@@ -12,6 +12,8 @@
     nova-rl-trainer size-cluster ...     # hosts for a trace to peak at 90%
     nova-rl-trainer train ...            # learn a policy (torch)
     nova-rl-trainer publish ... / rollback --target DIR
+    nova-rl-trainer ingest --source gnocchi|csv [auth] --start T --stop T
+        --out trace.csv       # an operator's own workload, from telemetry
 
 ``--scenario NAME`` may replace ``--trace`` and the cluster options (which
 then override the preset's). Each command lives in a module of this package
@@ -28,6 +30,7 @@ from typing import Sequence
 import threadpoolctl
 
 from nova_rl_trainer.cli import evaluate
+from nova_rl_trainer.cli import ingest
 from nova_rl_trainer.cli import options
 from nova_rl_trainer.cli import publish
 from nova_rl_trainer.cli import scenarios
@@ -38,7 +41,8 @@ from nova_rl_trainer.simulation import objectives as objectives_mod
 from nova_rl_trainer.simulation import policies as policies_mod
 from nova_rl_trainer.simulation import traces
 
-COMMANDS = (simulate, evaluate, scenarios, size_cluster, train, publish)
+COMMANDS = (simulate, evaluate, scenarios, size_cluster, train, publish,
+            ingest)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,10 @@
 
 Every command that simulates (``simulate``, ``evaluate``, ``train``,
 ``publish``) describes its trace, cluster and measurement with the same
-options, declared here once.
+options, declared here once. The cluster is a file of host groups
+(``--cluster FILE``, :meth:`ClusterSpec.from_file`) or identical hosts
+(``--hosts``, ``--host-vcpus``, ...), not both; with ``--scenario`` either
+replaces or changes the scenario's cluster.
 """
 
 from __future__ import annotations
@@ -57,7 +60,14 @@ def add_trace_file_options(g) -> None:
 
 
 def add_cluster_options(g) -> None:
-    """Identical hosts: ``--hosts``, ``--host-vcpus``, ..."""
+    """``--cluster FILE`` (host groups), or identical hosts: ``--hosts``,
+    ``--host-vcpus``, ..."""
+    g.add_argument('--cluster', metavar='FILE',
+                   help='cluster file of host groups (JSON: {"host_groups": '
+                        '[{"name", "count", "vcpus", "ram_mb", ...}]}), '
+                        'instead of the identical-host options below; '
+                        "with --scenario it replaces the scenario's "
+                        'cluster')
     for name, typ, text in CLUSTER_FIELDS:
         g.add_argument('--' + name.replace('_', '-'), type=typ, help=text)
 
@@ -99,7 +109,8 @@ def add_setup_options(p: argparse.ArgumentParser) -> None:
                      help='a named preset: ' + ', '.join(
                          scenarios_mod.SCENARIOS))
     add_trace_file_options(g)
-    add_cluster_options(p.add_argument_group('cluster (identical hosts)'))
+    add_cluster_options(p.add_argument_group(
+        'cluster (a file of host groups, or identical hosts)'))
     add_measurement_options(p.add_argument_group('measurement'))
     g = p.add_argument_group('objective and seed')
     g.add_argument('--objective', default='packing',
@@ -132,8 +143,27 @@ def config_from_args(args: argparse.Namespace) -> simulator.SimConfig:
         nova_weighers=args.nova_weighers)
 
 
+def cluster_from_args(args: argparse.Namespace) -> ClusterSpec | None:
+    """The cluster of ``--cluster FILE``, or None without it;
+    :class:`CliError` if it is malformed or combined with the identical-host
+    options."""
+    path = getattr(args, 'cluster', None)
+    if path is None:
+        return None
+    given = [f"--{name.replace('_', '-')}" for name, _, _ in CLUSTER_FIELDS
+             if getattr(args, name, None) is not None]
+    if given:
+        raise CliError('--cluster FILE describes every host; it cannot be '
+                       'combined with ' + ', '.join(given))
+    try:
+        return ClusterSpec.from_file(path)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+
+
 def setup_from_args(args: argparse.Namespace) -> Setup:
     """The setup the options describe; :class:`CliError` if they don't."""
+    cluster = cluster_from_args(args)
     given = {name: getattr(args, name) for name, _, _ in CLUSTER_FIELDS
              if getattr(args, name) is not None}
     try:
@@ -145,19 +175,22 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
                       objective=args.objective, objective_options=options)
         if args.scenario:
             setup = Setup.from_scenario(args.scenario, seed=args.seed,
+                                        cluster=cluster,
                                         cluster_changes=given, **common)
         else:
-            missing = [f"--{n.replace('_', '-')}" for n in
-                       ('hosts', 'host_vcpus', 'host_ram_mb')
-                       if n not in given]
-            if missing:
-                raise CliError('with --trace, give the cluster: '
-                               + ' '.join(missing))
+            if cluster is None:
+                missing = [f"--{n.replace('_', '-')}" for n in
+                           ('hosts', 'host_vcpus', 'host_ram_mb')
+                           if n not in given]
+                if missing:
+                    raise CliError('with --trace, give the cluster: '
+                                   + ' '.join(missing)
+                                   + ' (or --cluster FILE)')
+                cluster = ClusterSpec(**given)
             if common['sample'] is None:
                 common['sample'] = 1.0
-            setup = Setup(trace_path=args.trace,
-                          cluster=ClusterSpec(**given), seed=args.seed,
-                          **common)
+            setup = Setup(trace_path=args.trace, cluster=cluster,
+                          seed=args.seed, **common)
         setup.make_objective()
     except ValueError as e:
         raise CliError(str(e)) from None

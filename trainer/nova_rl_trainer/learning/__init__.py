@@ -5,5 +5,6 @@ Data flow: :mod:`env` (a gymnasium environment over the simulation) ->
 learning, with :mod:`branching` for vine advantages) -> :mod:`calibration`
 (the gate's confidence threshold) -> :mod:`policy_net` (the torch network
 and its export to the weigher's artifact). :mod:`train` runs the stages;
-:mod:`checkpoint` saves and resumes them without pickle.
+:mod:`checkpoint` saves and resumes them without pickle; :mod:`report` draws
+the curves and says what a run achieved.
 """

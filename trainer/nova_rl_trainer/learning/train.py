@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from nova_rl_weigher import features
+from nova_rl_weigher import fileio
 
 from nova_rl_trainer.learning import calibration
 from nova_rl_trainer.learning import checkpoint
@@ -37,6 +38,7 @@ from nova_rl_trainer.learning import imitation
 from nova_rl_trainer.simulation import policies as policies_mod
 from nova_rl_trainer.learning import policy_net
 from nova_rl_trainer.learning import ppo
+from nova_rl_trainer.learning import report
 from nova_rl_trainer.learning import rollouts
 
 DEFAULT_WARM_START = {'packing': 'best-fit', 'balance': 'load-aware',
@@ -356,7 +358,7 @@ class Trainer:
         if self.best['iteration'] == 0 and self.warm_start_name:
             method += (': RL did not improve on the warm start, so these '
                        'are the imitation weights')
-        summary['outcome'] = outcome(summary)
+        summary['outcome'] = report.outcome(summary)
         manifest = policy_net.export(
             self.model, os.path.join(self.out, 'policy'),
             feature_min=self.feature_min, feature_max=self.feature_max,
@@ -369,69 +371,9 @@ class Trainer:
         summary['policy_version'] = manifest['policy_version']
         summary['calibration'] = {k: v for k, v in calib.items()
                                   if k != 'table'}
-        with open(os.path.join(self.out, 'train.json'), 'w') as f:
-            json.dump({'summary': summary, 'history': self.history,
-                       'calibration': calib}, f, indent=2)
-        plot_curves(self.history, self.baseline_costs,
-                    os.path.join(self.out, 'curves.png'))
+        fileio.atomic_write(os.path.join(self.out, 'train.json'), json.dumps(
+            {'summary': summary, 'history': self.history,
+             'calibration': calib}, indent=2))
+        report.plot_curves(self.history, self.baseline_costs,
+                           os.path.join(self.out, 'curves.png'))
         return summary
-
-
-def plot_curves(history: list[dict], baselines: dict[str, float],
-                path: str) -> None:
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    evals = [h for h in history if 'validation_cost' in h]
-    if not evals:
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    ax = axes[0]
-    ax.plot([h['decisions'] for h in evals],
-            [h['validation_cost'] for h in evals], marker='o', ms=3,
-            label='policy (greedy)')
-    for name, cost in baselines.items():
-        ax.axhline(cost, ls='--', lw=1, label=name,
-                   color='grey' if name == 'nova-default' else 'green')
-    ax.set_xlabel('training decisions')
-    ax.set_ylabel('validation objective (lower is better)')
-    ax.legend()
-    ax.set_title('held-out validation episodes')
-    ax = axes[1]
-    with_stats = [h for h in evals if 'entropy' in h]
-    if with_stats:
-        ax.plot([h['decisions'] for h in with_stats],
-                [h['entropy'] for h in with_stats], label='entropy')
-        ax.plot([h['decisions'] for h in with_stats],
-                [h['approx_kl'] * 100 for h in with_stats],
-                label='approx KL x100')
-        ax.legend()
-    ax.set_xlabel('training decisions')
-    ax.set_title('PPO')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def outcome(summary: dict) -> str:
-    """What the run achieved against its warm start, in one plain
-    paragraph (printed by the main job, kept in train.json)."""
-    v = summary['validation_cost']
-    start = summary['warm_start'] or 'a random network'
-    change = (v['best'] - v['initial']) / v['initial'] if v['initial'] \
-        else 0.0
-    refs = ', '.join(f'{name} {cost:,.1f}' for name, cost in v.items()
-                     if name not in ('initial', 'best'))
-    text = (f"{summary['iterations']} PPO iterations "
-            f"({summary['decisions_trained']:,} trunk decisions, "
-            f"{summary['minutes']:.1f} min in all) after imitating {start}. "
-            f"Held-out validation cost ({summary['objective']}, lower is "
-            f"better): warm start {v['initial']:,.2f}, best "
-            f"{v['best']:,.2f} at iteration {summary['best_iteration']} "
-            f"({change:+.2%}); for reference {refs}. ")
-    if summary['best_iteration'] == 0:
-        return text + ('RL did not improve on the warm start within this '
-                       'budget: the exported weights are the warm '
-                       "start's.")
-    return text + ('The exported weights are those of iteration '
-                   f"{summary['best_iteration']}.")

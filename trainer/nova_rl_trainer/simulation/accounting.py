@@ -3,7 +3,9 @@
 Costs accrue continuously: between events the number of active hosts, the
 fluid lower bound, overloaded and hot hosts, dynamic power and headroom
 deficit are constant (:mod:`cluster_state` keeps them), and are integrated
-exactly. At every usage sample the active hosts' utilisation and the series
+exactly. Energy integrates each host's own power model (idle and peak
+watts of an active host, empty watts of an empty one). At every usage
+sample the active hosts' utilisation and the series
 are recorded. :meth:`Accounting.terms` gives the objective terms
 (:mod:`objectives`), :meth:`Accounting.result` the metrics (:mod:`metrics`).
 """
@@ -29,6 +31,7 @@ class Accounting:
         self.acc_hot = 0.0
         self.acc_dyn = 0.0
         self.acc_def = 0.0
+        self.acc_base = 0.0
         self.decisions = 0
         self.placed = 0
         self.rejected = 0
@@ -47,6 +50,7 @@ class Accounting:
             self.acc_hot += self.n_hot * dt
             self.acc_dyn += self.dyn_sum * dt
             self.acc_def += self.def_sum * dt
+            self.acc_base += self.base_w * dt
         self.now = t
 
     def _record_sample(self, active_util: np.ndarray) -> None:
@@ -64,12 +68,21 @@ class Accounting:
 
     def terms(self) -> dict[str, float]:
         """The objective terms accrued so far (see :mod:`objectives`)."""
-        c = self.cluster
         hours = 1.0 / 3600.0
-        empty_s = self.n_hosts * self.now - self.acc_active
-        energy_wh = (c.idle_watts * self.acc_active
-                     + (c.peak_watts - c.idle_watts) * self.acc_dyn
-                     + c.empty_watts * empty_s) * hours
+        power = self._power_s
+        if power is not None:
+            # One power model for every host.
+            idle, peak, empty = power
+            empty_s = self.n_hosts * self.now - self.acc_active
+            energy_wh = (idle * self.acc_active
+                         + (peak - idle) * self.acc_dyn
+                         + empty * empty_s) * hours
+        else:
+            # Per host: every host's empty watts all the time, plus each
+            # active host's idle-over-empty watts, plus the dynamic watts
+            # (acc_dyn is in watt-seconds here, cluster_state).
+            energy_wh = (self._empty_total * self.now + self.acc_base
+                         + self.acc_dyn) * hours
         return {
             'active_host_hours': self.acc_active * hours,
             'energy_kwh': energy_wh / 1000.0,

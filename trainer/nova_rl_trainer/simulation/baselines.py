@@ -17,18 +17,25 @@ fixed per scheduler process but not the simulator's; see trainer/README.md).
     the lowest-numbered host that fits.
 ``best-fit``
     the host left with the least free capacity: the smallest sum over vCPU,
-    RAM (and disk, if any) of free capacity / host capacity.
+    RAM (and disk, if any) of free capacity after placing the request /
+    the host's capacity.
 ``tetris``
     the largest dot product of the request and the host's free capacity,
-    both as fractions of host capacity (Grandl et al., SIGCOMM 2014).
+    both as fractions of that host's capacity (Grandl et al., SIGCOMM
+    2014).
 ``load-aware``
     target-utilisation packing on *actual* CPU use, as Kubernetes Trimaran's
     TargetLoadPacking: predicted use is the demand measured at the last
     usage sample, plus the vCPUs placed on the host since (not yet
-    measured), plus the request's vCPUs; hosts score ``(1 - T) U / T + T``
-    up to the target ``T`` (0.6 by default) and ``T (1 - U) / (1 - T)``
-    beyond it, 0 above 100%. It packs towards the target and avoids hot
-    hosts.
+    measured), plus the request's vCPUs, over the host's cores; hosts score
+    ``(1 - T) U / T + T`` up to the target ``T`` (0.6 by default) and
+    ``T (1 - U) / (1 - T)`` beyond it, 0 above 100%. It packs towards the
+    target and avoids hot hosts.
+
+Every capacity is the host's own (host groups of several sizes, see
+:mod:`cluster`). On identical hosts best-fit and tetris drop the terms that
+are the same on every host, as they always did; on mixed hosts they keep
+them, since a request's share of a host depends on the host.
 
 Options go after a colon: ``nova-default:num_instances=-1``,
 ``load-aware:target=0.5``.
@@ -79,17 +86,41 @@ class BestFit(Baseline):
 
     def bind(self, sim) -> None:
         super().bind(sim)
-        self._inv_v = 1.0 / sim.cap_vcpu
-        self._inv_r = 1.0 / sim.cap_ram
-        self._inv_d = 1.0 / sim.cap_disk if sim.cap_disk > 0 else 0.0
+        if sim.uniform:
+            cap_v, cap_r, cap_d = _first(sim)
+            self._inv_v = 1.0 / cap_v
+            self._inv_r = 1.0 / cap_r
+            self._inv_d = 1.0 / cap_d if cap_d > 0 else 0.0
+            self._mixed = None
+            return
+        # Hosts of several sizes: the request's share and the offsets
+        # differ from host to host and stay in the score.
+        wl = sim.workload
+        self._v, self._m, self._d = wl.vcpus_l, wl.memory_l, wl.disk_mb_l
+        inv_v = 1.0 / sim.cap_vcpu
+        inv_r = 1.0 / sim.cap_ram
+        inv_d = _inverse(sim.cap_disk)
+        self._inv_v, self._inv_r, self._inv_d = inv_v, inv_r, inv_d
+        self._any_d = bool(inv_d.any())
+        self._mixed = sim.ram_offset * inv_r + sim.disk_offset * inv_d
 
     def choose(self, vm: int, fit: np.ndarray) -> int:
         sim = self.sim
-        # Free capacity minus constants: the request's share and the
-        # offsets are the same on every host and do not change the order.
-        left = sim.ram_free_mb * self._inv_r - sim.vcpus_used * self._inv_v
-        if self._inv_d:
-            left += sim.disk_free_mb * self._inv_d
+        if self._mixed is None:
+            # Free capacity minus constants: the request's share and the
+            # offsets are the same on every host and do not change the
+            # order.
+            left = sim.ram_free_mb * self._inv_r \
+                - sim.vcpus_used * self._inv_v
+            if self._inv_d:
+                left += sim.disk_free_mb * self._inv_d
+            return int(np.where(fit, left, np.inf).argmin())
+        # Sum over resources of (free after placing) / host capacity, the
+        # vCPU term's constant 1 dropped.
+        left = (sim.ram_free_mb - self._m[vm]) * self._inv_r \
+            - (sim.vcpus_used + self._v[vm]) * self._inv_v + self._mixed
+        if self._any_d:
+            left += (sim.disk_free_mb - self._d[vm]) * self._inv_d
         return int(np.where(fit, left, np.inf).argmin())
 
 
@@ -102,18 +133,38 @@ class Tetris(Baseline):
         self._v = wl.vcpus_l
         self._m = wl.memory_l
         self._d = wl.disk_mb_l
+        if sim.uniform:
+            self._cap = _first(sim)
+            self._sq = None
+            return
+        self._cap = None
+        inv_d = _inverse(sim.cap_disk)
+        # Per host: 1 / capacity^2, and allocatable free = free + offset.
+        self._sq = (1.0 / sim.cap_vcpu ** 2, 1.0 / sim.cap_ram ** 2,
+                    inv_d * inv_d)
+        self._any_d = bool(inv_d.any())
 
     def choose(self, vm: int, fit: np.ndarray) -> int:
         sim = self.sim
-        a_v = self._v[vm] / sim.cap_vcpu
-        a_r = self._m[vm] / sim.cap_ram
-        # sum_r (request_r / cap_r) * (free_r / cap_r), dropping the terms
-        # that are the same on every host.
-        score = sim.ram_free_mb * (a_r / sim.cap_ram) \
-            - sim.vcpus_used * (a_v / sim.cap_vcpu)
+        if self._sq is None:
+            cap_v, cap_r, cap_d = self._cap
+            a_v = self._v[vm] / cap_v
+            a_r = self._m[vm] / cap_r
+            # sum_r (request_r / cap_r) * (free_r / cap_r), dropping the
+            # terms that are the same on every host.
+            score = sim.ram_free_mb * (a_r / cap_r) \
+                - sim.vcpus_used * (a_v / cap_v)
+            d = self._d[vm]
+            if d > 0 and cap_d > 0:
+                score += sim.disk_free_mb * (d / cap_d / cap_d)
+            return int(np.where(fit, score, -np.inf).argmax())
+        # Hosts of several sizes: each host's own capacities, in full.
+        sq_v, sq_r, sq_d = self._sq
+        score = (sim.cap_vcpu - sim.vcpus_used) * (self._v[vm] * sq_v)
+        score += (sim.ram_free_mb + sim.ram_offset) * (self._m[vm] * sq_r)
         d = self._d[vm]
-        if d > 0 and sim.cap_disk > 0:
-            score += sim.disk_free_mb * (d / sim.cap_disk / sim.cap_disk)
+        if d > 0 and self._any_d:
+            score += (sim.disk_free_mb + sim.disk_offset) * (d * sq_d)
         return int(np.where(fit, score, -np.inf).argmax())
 
 
@@ -157,6 +208,7 @@ class LoadAware(Baseline):
     def bind(self, sim) -> None:
         super().bind(sim)
         self._v = sim.workload.vcpus_l
+        # Per host: utilisation is relative to the host's own cores.
         self._inv_cores = 1.0 / sim.cores
 
     def choose(self, vm: int, fit: np.ndarray) -> int:
@@ -167,6 +219,17 @@ class LoadAware(Baseline):
                          t * (1.0 - u) / (1.0 - t))
         score[u > 1.0] = 0.0
         return int(np.where(fit, score, -np.inf).argmax())
+
+
+def _first(sim) -> tuple[float, float, float]:
+    """The capacities of identical hosts (the first host's)."""
+    return (float(sim.cap_vcpu[0]), float(sim.cap_ram[0]),
+            float(sim.cap_disk[0]))
+
+
+def _inverse(cap: np.ndarray) -> np.ndarray:
+    """1 / capacity, 0 where a host has none of the resource."""
+    return np.divide(1.0, cap, out=np.zeros_like(cap), where=cap > 0)
 
 
 BASELINES: dict[str, Callable[..., Baseline]] = {

@@ -10,19 +10,23 @@ and of every comparison; the rest are added beside them):
 ``active_host_hours``
     integral over the horizon of the number of hosts holding a VM.
 ``lb_host_hours``
-    the fluid lower bound: integral of ``max over resources of
-    ceil(live allocated demand / host capacity)``, for the VMs live in this
-    run (all of them when nothing is rejected). No placement can use fewer
-    host-hours.
+    the fluid lower bound: integral of the most hosts any one resource
+    needs for the live allocated demand, for the VMs live in this run (all
+    of them when nothing is rejected). On identical hosts a resource needs
+    ``ceil(live demand / host capacity)`` hosts; with host groups of
+    several sizes, the fewest hosts whose capacities can hold the demand,
+    taking the largest hosts first (capacity with allocation ratios). No
+    placement can use fewer host-hours.
 ``energy_kwh``
-    ``idle_watts`` per active host plus ``(peak - idle) * min(cpu use, 1)``,
-    plus ``empty_watts`` per empty host, integrated.
+    each active host's ``idle_watts + (peak_watts - idle_watts) * min(cpu
+    use / cores, 1)``, plus ``empty_watts`` per empty host, integrated;
+    the watts are each host's own (its host group's).
 ``overload_host_hours``
     integral of the number of hosts whose actual CPU demand exceeds their
-    physical cores.
+    own physical cores.
 ``p95_host_cpu_util``
-    95th percentile of active hosts' CPU demand / physical cores, over the
-    usage samples (above 1 means overloaded).
+    95th percentile of active hosts' CPU demand / their physical cores,
+    over the usage samples (above 1 means overloaded).
 ``empty_host_fraction``
     time-averaged share of hosts holding no VM.
 ``objective_value``
@@ -31,7 +35,7 @@ and of every comparison; the rest are added beside them):
 Beside them: the other objective terms (``hot_host_hours``,
 ``headroom_deficit_host_hours``), ``mean_host_cpu_util``,
 ``peak_allocated_fraction`` (peak over time of the allocated share of the
-cluster, on the most used resource), ``peak_active_hosts``,
+cluster's total capacity, on the most used resource), ``peak_active_hosts``,
 ``horizon_hours``, ``hosts``, and for artifact policies ``applied_fraction``
 (share of decisions where a gated policy was confident enough to act).
 """

@@ -17,6 +17,10 @@ The five resource weighers and their defaults (``[filter_scheduler]``):
 * ``IoOpsWeigher``: ``num_io_ops``; multiplier -1.0; minval 0.
 * ``NumInstancesWeigher``: ``num_instances``; multiplier 0.0; no minval.
 
+Every value is the host's own (absolute free RAM, vCPUs, disk), so hosts of
+different sizes compare as in Nova: a larger host with more free capacity
+weighs more when spreading.
+
 A weigher with ``minval`` clamps raw values below it and normalises with
 ``minval`` instead of the candidates' minimum: ``(x - minval) / (max -
 minval)``, all 0 when that range is empty. The other weighers in

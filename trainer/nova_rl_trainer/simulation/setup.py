@@ -2,10 +2,12 @@
 objective and seed.
 
 A :class:`Setup` is built in one of two ways: from a named scenario
-(:meth:`Setup.from_scenario`) or from a trace file and a cluster
-(the command line's ``--trace`` and cluster options, see
-:mod:`nova_rl_trainer.cli.options`). Every run on one setup plays the same
-workload.
+(:meth:`Setup.from_scenario`, whose cluster a cluster file may replace) or
+from a trace file and a cluster (the command line's ``--trace`` and
+``--cluster FILE`` or identical-host options, see
+:mod:`nova_rl_trainer.cli.options`). The cluster is a
+:class:`~nova_rl_trainer.simulation.cluster.ClusterSpec`: identical hosts or
+host groups. Every run on one setup plays the same workload.
 """
 
 from __future__ import annotations
@@ -52,18 +54,21 @@ class Setup:
 
     @classmethod
     def from_scenario(cls, name: str, *, seed: int = 0,
+                      cluster: ClusterSpec | None = None,
                       cluster_changes: dict | None = None,
                       **changes) -> 'Setup':
         """The setup of a named scenario (:mod:`scenarios`).
 
-        ``cluster_changes`` override fields of the scenario's cluster;
+        ``cluster`` replaces the scenario's cluster (``--cluster FILE``);
+        ``cluster_changes`` override fields of the (scenario's) cluster;
         ``changes`` override the setup's other fields (a ``window`` or
         ``sample`` of None keeps the scenario's). Raises ValueError for an
         unknown name.
         """
         sc = scenarios_mod.get_scenario(name)
-        cluster = (sc.cluster.replace(**cluster_changes)
-                   if cluster_changes else sc.cluster)
+        cluster = cluster if cluster is not None else sc.cluster
+        if cluster_changes:
+            cluster = cluster.replace(**cluster_changes)
         for key in ('window', 'sample', 'trace_format'):
             if changes.get(key, 0) is None:
                 del changes[key]

@@ -11,8 +11,8 @@ import os
 from typing import Sequence
 
 from nova_rl_trainer.simulation import azure_v1
-from nova_rl_trainer.simulation.traces import (Trace, TraceError,
-                                               check_bounds, read_csv)
+from nova_rl_trainer.simulation.csv_trace import read_csv
+from nova_rl_trainer.simulation.traces import Trace, TraceError, check_bounds
 
 FORMATS = ('azure-v1', 'csv')
 

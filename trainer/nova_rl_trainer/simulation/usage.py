@@ -1,9 +1,10 @@
 """The usage snapshot policies read, as the weigher's snapshot in Nova.
 
 At every usage sample, each host's CPU utilisation (capped at its cores:
-what a collector measures) and memory use, and each project's CPU use and
-allocation, go into rings spanning ``SimConfig.usage_window_s``; the host
-columns' usage rows get the mean and p95 over the ring, and
+what a collector measures) and memory use, as fractions of that host's own
+cores and RAM, and each project's CPU use and allocation, go into rings
+spanning ``SimConfig.usage_window_s``; the host columns' usage rows get the
+mean and p95 over the ring, and
 :attr:`UsageSnapshot.project_ratio` each project's used / allocated CPU over
 it. The snapshot is only kept when a policy reads it
 (:meth:`UsageSnapshot.enable_usage`, before the first event); otherwise the
@@ -58,7 +59,7 @@ class UsageSnapshot:
         self._cpu_ring[slot] = np.minimum(util, 1.0)
         self._mem_ring[slot] = np.bincount(
             hosts, weights=wl.mem_use[live], minlength=self.n_hosts
-        ) / self.cluster.host_ram_mb
+        ) / self.host_ram_mb
         proj = wl.trace.project[live]
         p = self.project_ratio.shape[0]
         self._proj_use[slot] = np.bincount(proj, weights=use, minlength=p)

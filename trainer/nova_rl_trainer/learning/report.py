@@ -1,0 +1,64 @@
+"""What a training run reports: the learning curves and, in plain words,
+what it achieved against its warm start."""
+
+from __future__ import annotations
+
+
+def outcome(summary: dict) -> str:
+    """What the run achieved against its warm start, in one plain
+    paragraph (printed by the main job, kept in train.json)."""
+    v = summary['validation_cost']
+    start = summary['warm_start'] or 'a random network'
+    change = (v['best'] - v['initial']) / v['initial'] if v['initial'] \
+        else 0.0
+    refs = ', '.join(f'{name} {cost:,.1f}' for name, cost in v.items()
+                     if name not in ('initial', 'best'))
+    text = (f"{summary['iterations']} PPO iterations "
+            f"({summary['decisions_trained']:,} trunk decisions, "
+            f"{summary['minutes']:.1f} min in all) after imitating {start}. "
+            f"Held-out validation cost ({summary['objective']}, lower is "
+            f"better): warm start {v['initial']:,.2f}, best "
+            f"{v['best']:,.2f} at iteration {summary['best_iteration']} "
+            f"({change:+.2%}); for reference {refs}. ")
+    if summary['best_iteration'] == 0:
+        return text + ('RL did not improve on the warm start within this '
+                       'budget: the exported weights are the warm '
+                       "start's.")
+    return text + ('The exported weights are those of iteration '
+                   f"{summary['best_iteration']}.")
+
+
+def plot_curves(history: list[dict], baselines: dict[str, float],
+                path: str) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    evals = [h for h in history if 'validation_cost' in h]
+    if not evals:
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    ax.plot([h['decisions'] for h in evals],
+            [h['validation_cost'] for h in evals], marker='o', ms=3,
+            label='policy (greedy)')
+    for name, cost in baselines.items():
+        ax.axhline(cost, ls='--', lw=1, label=name,
+                   color='grey' if name == 'nova-default' else 'green')
+    ax.set_xlabel('training decisions')
+    ax.set_ylabel('validation objective (lower is better)')
+    ax.legend()
+    ax.set_title('held-out validation episodes')
+    ax = axes[1]
+    with_stats = [h for h in evals if 'entropy' in h]
+    if with_stats:
+        ax.plot([h['decisions'] for h in with_stats],
+                [h['entropy'] for h in with_stats], label='entropy')
+        ax.plot([h['decisions'] for h in with_stats],
+                [h['approx_kl'] * 100 for h in with_stats],
+                label='approx KL x100')
+        ax.legend()
+    ax.set_xlabel('training decisions')
+    ax.set_title('PPO')
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
