@@ -137,13 +137,13 @@ def _setup(run: Run, tmp_dir: str, cache: dict):
     key = ('csv', run.scenario, run.seed, run.disk_gb_per_vcpu)
     path = cache.get(key)
     if path is None:
-        from nova_rl_trainer.simulation import traces
+        from nova_rl_trainer.simulation import csv_trace
         trace = base.load_trace()
         disk = np.ceil(trace.vcpus * run.disk_gb_per_vcpu)
         trace = dataclasses.replace(trace, disk_gb=disk)
         path = os.path.join(tmp_dir, 'parity-%s-s%d-d%g.csv' % (
             run.scenario, run.seed, run.disk_gb_per_vcpu))
-        traces.write_csv(trace, path)
+        csv_trace.write_csv(trace, path)
         cache[key] = path
     return setup_mod.Setup(trace_path=path, trace_format='csv',
                            cluster=base.cluster, seed=run.seed,

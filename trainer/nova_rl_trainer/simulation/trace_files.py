@@ -1,7 +1,7 @@
 """Which reader for which trace file: the one entry point to load a trace.
 
-Kept apart from :mod:`traces` (the in-memory form and the CSV reader) and
-:mod:`azure_v1` (the Azure reader), which both build a :class:`Trace`, so
+Kept apart from :mod:`traces` (the in-memory form) and the two readers,
+:mod:`csv_trace` and :mod:`azure_v1`, which both build a :class:`Trace`, so
 neither reader imports the other.
 """
 

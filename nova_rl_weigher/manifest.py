@@ -1,0 +1,225 @@
+"""The policy artifact's manifest: its fields, their bounds, and the caps.
+
+:func:`check_manifest` is the checker :func:`artifact.load_artifact` and
+:func:`artifact.write_artifact` run on a decoded ``manifest.json`` (the
+format is in :mod:`artifact`); it raises :class:`ArtifactError`, never
+another exception:
+
+- every manifest field is type-checked and every number checked finite and
+  in range (see :func:`check_manifest`), nesting is bounded
+  (:data:`MAX_MANIFEST_DEPTH`), and the architecture is bounded
+  (:data:`MAX_ENSEMBLE_SIZE`, :data:`MAX_HIDDEN`, :data:`MAX_PARAMETERS`),
+  because inference cost grows with it on every scheduling call.
+
+The caps on the files and arrays of an artifact are here too, with the
+format's names, so that :mod:`npz` and :mod:`artifact` share one
+definition of each.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from nova_rl_weigher import features
+from nova_rl_weigher import fileio
+from nova_rl_weigher import policy as policy_mod
+
+FORMAT = 'nova-rl-policy'
+FORMAT_VERSION = 1
+MANIFEST = 'manifest.json'
+WEIGHTS = 'weights.npz'
+#: Caps, checked before reading (file sizes) or before decompressing (array
+#: sizes from the npy headers). Far above any sensible scorer (the bundled
+#: policy: a 5 KB manifest, 60 KB of weights); they guard the scheduler's
+#: memory and time against something absurd or hostile.
+MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
+MAX_WEIGHTS_UNCOMPRESSED_BYTES = 64 * 1024 * 1024
+MAX_MANIFEST_BYTES = 1024 * 1024
+MAX_MANIFEST_DEPTH = 32
+MAX_ARRAYS = 16
+#: Architecture bounds: inference runs on every scheduling call and costs
+#: about one multiply-add per parameter per candidate host, so an absurd
+#: network is refused at load rather than discarded by the latency budget
+#: after it has run. The parameter cap (all members together, 1 MiB as
+#: float32) is 18 times the bundled policy's 14,565 (5 members x 32 hidden
+#: units), which takes 4 ms for 1,000 hosts.
+MAX_ENSEMBLE_SIZE = 64
+MAX_HIDDEN = 1024
+MAX_PARAMETERS = 1 << 18
+#: Out-of-range slack, in spans of the training range on either side.
+MAX_RANGE_TOLERANCE = 10.0
+MAX_NAME_CHARS = 256              # policy_version, objective, weights_file
+
+
+class ArtifactError(Exception):
+    """The artifact is missing, unreadable or fails verification."""
+
+
+class Spec:
+    """What :func:`check_manifest` found the manifest to declare."""
+
+    __slots__ = ('ensemble_size', 'hidden', 'weights_file', 'sha256',
+                 'mean', 'std', 'feature_min', 'feature_max', 'tolerance',
+                 'version')
+
+    def __init__(self, **kw: Any) -> None:
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _section(manifest: dict, name: str, required: bool = True) -> dict:
+    value = manifest.get(name)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise ArtifactError(f'manifest {name} must be an object, not '
+                            f'{fileio.brief(value)}')
+    return value
+
+
+def _text(manifest: dict, name: str) -> str:
+    value = manifest.get(name)
+    if not isinstance(value, str) or not value:
+        raise ArtifactError(f'manifest {name} must be a non-empty string, '
+                            f'not {fileio.brief(value)}')
+    if len(value) > MAX_NAME_CHARS or not value.isprintable():
+        raise ArtifactError(f'manifest {name} {fileio.brief(value)} is longer '
+                            f'than {MAX_NAME_CHARS} or not printable')
+    return value
+
+
+def _vector(manifest: dict, section: str, key: str, n: int) -> np.ndarray:
+    values = _section(manifest, section).get(key)
+    where = f'manifest {section}.{key}'
+    if not isinstance(values, list) or len(values) != n:
+        raise ArtifactError(f'{where} must be a list of {n} numbers, not '
+                            f'{fileio.brief(values)}')
+    out = np.empty(n, dtype=np.float64)
+    for i, v in enumerate(values):
+        if not _is_number(v):
+            raise ArtifactError(f'{where}[{i}] is {fileio.brief(v)}, not a '
+                                'number')
+        try:
+            out[i] = float(v)
+        except OverflowError:
+            raise ArtifactError(f'{where}[{i}] is {fileio.brief(v)}: too '
+                                'large') from None
+    with np.errstate(over='ignore'):
+        vec = out.astype(np.float32)
+    if not (np.isfinite(out).all() and np.isfinite(vec).all()):
+        raise ArtifactError(f'{where} is not finite (as float32)')
+    return vec
+
+
+def _positive_int(value: Any, where: str, bound: int) -> int:
+    if type(value) is not int or not 1 <= value <= bound:
+        raise ArtifactError(f'{where} must be an integer from 1 to {bound}, '
+                            f'not {fileio.brief(value)}')
+    return value
+
+
+def check_manifest(manifest: dict) -> Spec:
+    """Check every field the weigher uses; raise :class:`ArtifactError`.
+
+    Free-form fields (``provenance``, the rest of ``calibration``) are only
+    type-checked. Bounds: ``ensemble_size`` 1..:data:`MAX_ENSEMBLE_SIZE`,
+    ``architecture.hidden`` 1..:data:`MAX_HIDDEN`, their parameter count at
+    most :data:`MAX_PARAMETERS`; ``normalisation`` mean and std finite (as
+    float32), std > 0; ``feature_ranges`` min/max finite, min <= max, span
+    finite, ``tolerance`` in 0..:data:`MAX_RANGE_TOLERANCE`;
+    ``calibration`` an object or absent, its ``confidence_threshold`` in
+    [0, 1] if present.
+    """
+    if not isinstance(manifest, dict):
+        raise ArtifactError('manifest is not a JSON object')
+    if manifest.get('format') != FORMAT:
+        raise ArtifactError(f"format {fileio.brief(manifest.get('format'))} "
+                            f'is not {FORMAT!r}')
+    version = manifest.get('format_version')
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise ArtifactError(
+            f'format_version {fileio.brief(version)} is not supported '
+            f'(expected {FORMAT_VERSION})')
+    schema = manifest.get('feature_schema')
+    if not isinstance(schema, dict) or schema.get('hash') \
+            != features.SCHEMA_HASH:
+        name = schema.get('name') if isinstance(schema, dict) else schema
+        got = schema.get('hash') if isinstance(schema, dict) else None
+        raise ArtifactError(
+            f'feature schema {fileio.brief(name)} hash {fileio.brief(got)} '
+            f'does not match this weigher ({features.SCHEMA_NAME} '
+            f'v{features.SCHEMA_VERSION}, {features.SCHEMA_HASH})')
+    arch = manifest.get('architecture')
+    if not isinstance(arch, dict) \
+            or arch.get('name') != policy_mod.ARCHITECTURE:
+        name = arch.get('name') if isinstance(arch, dict) else arch
+        raise ArtifactError(f'architecture {fileio.brief(name)} is not '
+                            f'supported (expected {policy_mod.ARCHITECTURE})')
+    k = _positive_int(manifest.get('ensemble_size'), 'manifest ensemble_size',
+                      MAX_ENSEMBLE_SIZE)
+    h = _positive_int(arch.get('hidden'), 'manifest architecture.hidden',
+                      MAX_HIDDEN)
+    f = features.NUM_FEATURES
+    count = parameter_count(k, f, h)
+    if count > MAX_PARAMETERS:
+        raise ArtifactError(f'architecture of {k} members x {h} hidden units '
+                            f'has {count} parameters, more than '
+                            f'{MAX_PARAMETERS}')
+    weights_name = manifest.get('weights_file', WEIGHTS)
+    if (not isinstance(weights_name, str) or os.path.basename(weights_name)
+            != weights_name or weights_name in ('', '.', '..')
+            or len(weights_name) > MAX_NAME_CHARS or '\0' in weights_name):
+        raise ArtifactError(f'weights_file {fileio.brief(weights_name)} must '
+                            'be a plain file name inside the artifact '
+                            'directory')
+    sha = manifest.get('weights_sha256')
+    if not isinstance(sha, str) or len(sha) != 64 or not all(
+            c in '0123456789abcdef' for c in sha):
+        raise ArtifactError(f'manifest weights_sha256 {fileio.brief(sha)} is '
+                            'not a sha256 hex digest')
+    mean = _vector(manifest, 'normalisation', 'mean', f)
+    std = _vector(manifest, 'normalisation', 'std', f)
+    if (std <= 0).any():
+        raise ArtifactError('manifest normalisation.std must be positive')
+    fmin = _vector(manifest, 'feature_ranges', 'min', f)
+    fmax = _vector(manifest, 'feature_ranges', 'max', f)
+    if (fmin > fmax).any():
+        raise ArtifactError('manifest feature_ranges.min exceeds max')
+    with np.errstate(over='ignore'):
+        if not np.isfinite(fmax - fmin).all():
+            raise ArtifactError('manifest feature_ranges: max - min is not '
+                                'finite (as float32)')
+    tolerance = manifest['feature_ranges'].get('tolerance', 0.0)
+    # Range first: NaN fails it, and a huge int never reaches float().
+    if not _is_number(tolerance) \
+            or not 0 <= tolerance <= MAX_RANGE_TOLERANCE:
+        raise ArtifactError(
+            'manifest feature_ranges.tolerance must be a number from 0 to '
+            f'{MAX_RANGE_TOLERANCE}, not {fileio.brief(tolerance)}')
+    calibration = _section(manifest, 'calibration', required=False)
+    if 'confidence_threshold' in calibration:
+        threshold = calibration['confidence_threshold']
+        if not _is_number(threshold) or not 0 <= threshold <= 1:
+            raise ArtifactError(
+                'manifest calibration.confidence_threshold must be a number '
+                f'from 0 to 1, not {fileio.brief(threshold)}')
+    version_text = _text(manifest, 'policy_version')
+    _text(manifest, 'objective')
+    _section(manifest, 'provenance')
+    return Spec(ensemble_size=k, hidden=h, weights_file=weights_name,
+                sha256=sha, mean=mean, std=std, feature_min=fmin,
+                feature_max=fmax, tolerance=float(tolerance),
+                version=version_text)
+
+
+def parameter_count(k: int, f: int, h: int) -> int:
+    return sum(math.prod(shape) for shape in
+               policy_mod.expected_shapes(k, f, h).values())
