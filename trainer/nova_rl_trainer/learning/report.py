@@ -38,15 +38,26 @@ def plot_curves(history: list[dict], baselines: dict[str, float],
         return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     ax = axes[0]
-    ax.plot([h['decisions'] for h in evals],
-            [h['validation_cost'] for h in evals], marker='o', ms=3,
+    costs = [h['validation_cost'] for h in evals]
+    ax.plot([h['decisions'] for h in evals], costs, marker='o', ms=3,
             label='policy (greedy)')
+    # The scale follows the policy: a baseline far off it (Nova's spreading
+    # default against a packing policy) would flatten the curve to a line,
+    # so it is named in the legend instead of drawn.
+    lo, hi = min(costs), max(costs)
+    pad = max(hi - lo, 1e-3 * max(abs(hi), 1.0))
+    shown = (lo - 3 * pad, hi + 3 * pad)
     for name, cost in baselines.items():
-        ax.axhline(cost, ls='--', lw=1, label=name,
-                   color='grey' if name == 'nova-default' else 'green')
+        label = f'{name} {cost:,.2f}'
+        if shown[0] <= cost <= shown[1]:
+            ax.axhline(cost, ls='--', lw=1, label=label,
+                       color='grey' if name == 'nova-default' else 'green')
+        else:
+            ax.plot([], [], ls='', label=label + ' (off the scale)')
+    ax.set_ylim(*shown)
     ax.set_xlabel('training decisions')
     ax.set_ylabel('validation objective (lower is better)')
-    ax.legend()
+    ax.legend(fontsize='small')
     ax.set_title('held-out validation episodes')
     ax = axes[1]
     with_stats = [h for h in evals if 'entropy' in h]
