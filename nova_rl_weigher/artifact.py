@@ -15,10 +15,22 @@ be trusted::
       "feature_ranges": {"min": [...], "max": [...], "tolerance": 0.05},
       "objective": "packing",
       "calibration": {"confidence_threshold": 0.8, ...},   # optional
+                         # or {"act": "never", "confidence_threshold": null}
+      "nova_weighers": {"name": "nova-default",            # optional
+                        "weighers": ["nova.scheduler.weights.ram.RAMWeigher",
+                                     ...],
+                        "multipliers": {"ram_weight_multiplier": 1.0, ...}},
       "provenance": {...},                     # how it was made, free-form
       "weights_file": "weights.npz",
       "weights_sha256": "..."
     }
+
+``calibration.act`` ``never`` says the policy must not act (the trainer's
+calibration found no confidence level at which it is at least as good as
+its fallback); ``nova_weighers`` is the Nova weigher configuration it was
+trained with, which the gate compares with the running scheduler's. Both
+are optional: a manifest without them loads and runs as before (see
+:mod:`nova_rl_weigher.gate`).
 
 :func:`write_artifact` is the only writer (the trainer and the tests use it);
 :func:`load_artifact` verifies every field, the checksum, shapes and
@@ -92,8 +104,12 @@ def write_artifact(path: str, params: Mapping[str, np.ndarray], *,
                    objective: str, provenance: Mapping[str, Any],
                    policy_version: str | None = None,
                    range_tolerance: float = 0.05,
-                   calibration: Mapping[str, Any] | None = None) -> dict:
+                   calibration: Mapping[str, Any] | None = None,
+                   nova_weighers: Mapping[str, Any] | None = None) -> dict:
     """Write a verified artifact to directory ``path`` and return its manifest.
+
+    ``nova_weighers`` (the Nova weigher configuration trained with, see
+    :func:`manifest.check_nova_weighers`) is written only when given.
 
     The weights are written first and the manifest last, each atomically, so
     a reader sees either the old artifact, a checksum mismatch it refuses, or
@@ -125,6 +141,8 @@ def write_artifact(path: str, params: Mapping[str, np.ndarray], *,
                            'tolerance': float(range_tolerance)},
         'objective': objective,
         'calibration': dict(calibration or {}),
+        **({'nova_weighers': _plain(nova_weighers)}
+           if nova_weighers is not None else {}),
         'provenance': {
             'created_at': datetime.datetime.now(
                 datetime.timezone.utc).isoformat(timespec='seconds'),
@@ -151,6 +169,16 @@ def write_artifact(path: str, params: Mapping[str, np.ndarray], *,
     fileio.atomic_write(os.path.join(path, WEIGHTS), weights_bytes)
     fileio.atomic_write(os.path.join(path, MANIFEST), data)
     return manifest
+
+
+def _plain(value: Any) -> Any:
+    """Mappings and sequences as JSON objects and lists (e.g. a
+    ``nova_weighers`` given with tuples or frozen mappings)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def read_manifest(path: str) -> dict:

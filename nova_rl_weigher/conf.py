@@ -67,7 +67,8 @@ Minimum confidence (agreement of the ensemble members on the best host, 0 to
 1) for the policy to take part in ``gated`` mode. Below it the weigher
 abstains. Unset: the threshold calibrated by the trainer and recorded in the
 policy's manifest (``calibration.confidence_threshold``), or 0.8 if the
-manifest has none.
+manifest has none. A policy whose manifest says ``calibration.act = never``
+does not act unless this option is set; set, it overrides the manifest.
 """),
     cfg.FloatOpt(
         'weight_multiplier',

@@ -8,6 +8,24 @@ features are not finite, fall outside the ranges seen in training (with the
 manifest's tolerance), or the usage snapshot is stale: the policy's scores
 mean nothing there.
 
+Two reasons hold for the policy as a whole, whatever the candidates:
+
+- :data:`NOVA_CONFIG_MISMATCH`: the manifest's ``nova_weighers`` (the Nova
+  weigher configuration the policy was trained with) does not match the
+  running Nova's (:class:`NovaConfig`, passed in as plain data: the weigher
+  reads ``[filter_scheduler]``, the simulator its ``SimConfig``): a
+  recorded multiplier whose sign (negative, zero, positive) differs from
+  the running one, or a recorded weigher not enabled. The policy reads
+  Nova's combined weight as a feature and its abstentions go to Nova's
+  ranking, so a policy trained over a packing Nova means something else
+  over a spreading one. A manifest without the field, or no running
+  configuration given, is not checked.
+- :data:`NEVER_ACT`: the manifest's ``calibration.act`` is ``never``
+  (calibration found no confidence level at which the policy is at least
+  as good as its fallback). An operator's explicit ``confidence_threshold``
+  overrides it (the decision's ``detail`` says so); the calibrated one
+  cannot.
+
 :func:`decide` is the whole apply/abstain chain, the one used by the weigher
 inside nova-scheduler (:mod:`nova_rl_weigher.scorer`) and by the trainer's
 simulator (``nova_rl_trainer.simulation.policies.ArtifactPolicy``), so what
@@ -18,8 +36,9 @@ simulator (``nova_rl_trainer.simulation.policies.ArtifactPolicy``), so what
 from __future__ import annotations
 
 import dataclasses
+import math
 import zlib
-from typing import Protocol
+from typing import Mapping, Protocol
 
 import numpy as np
 
@@ -39,7 +58,12 @@ OUT_OF_DISTRIBUTION = 'out_of_distribution'
 LOW_CONFIDENCE = 'low_confidence'
 OVER_LATENCY_BUDGET = 'over_latency_budget'
 OUTSIDE_CANARY = 'outside_canary'
+NOVA_CONFIG_MISMATCH = 'nova_config_mismatch'
+NEVER_ACT = 'never_act'
 ERROR = 'error'
+#: Reasons that hold for the policy as a whole (:func:`standing_verdict`):
+#: no candidate's features can change them, so the weigher need not score.
+STANDING_REASONS = (NOVA_CONFIG_MISMATCH, NEVER_ACT)
 
 TIE_TOLERANCE = 0.01
 #: The threshold when neither the operator (``confidence_threshold``) nor
@@ -68,6 +92,21 @@ class GateSettings:
 
 
 DEFAULT_SETTINGS = GateSettings()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NovaConfig:
+    """The weigher configuration of the Nova a policy runs in, as plain data.
+
+    ``multipliers``: ``[filter_scheduler]`` option name -> value, e.g.
+    ``{'ram_weight_multiplier': 1.0, ...}``; ``weighers``: the enabled
+    weigher classes as dotted paths (``weight_classes`` expanded, e.g.
+    ``nova.scheduler.weights.all_weighers`` to its classes), or None when
+    unknown (then only the multipliers are compared).
+    """
+
+    multipliers: Mapping[str, float]
+    weighers: frozenset[str] | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -100,16 +139,111 @@ class Decision:
         return self.verdict == APPLIED
 
 
-def threshold_for(policy: Policy | None, configured: float | None) -> float:
-    """The operator's threshold if set, else the policy's calibrated one."""
+def _calibration(policy: Policy | None) -> dict:
+    if policy is None:
+        return {}
+    calibration = policy.manifest.get('calibration')
+    return calibration if isinstance(calibration, dict) else {}
+
+
+def never_acts(policy: Policy | None) -> bool:
+    """Whether the policy's manifest says it must not act
+    (``calibration.act: never``)."""
+    return _calibration(policy).get('act') == 'never'
+
+
+def threshold_for(policy: Policy | None, configured: float | None
+                  ) -> float | None:
+    """The operator's threshold if set, else the policy's calibrated one
+    (:data:`DEFAULT_THRESHOLD` if it has none); None when the policy must
+    never act (:func:`never_acts`) and the operator set no threshold."""
     if configured is not None:
         return float(configured)
-    if policy is not None:
-        calibrated = (policy.manifest.get('calibration') or {}).get(
-            'confidence_threshold')
-        if isinstance(calibrated, (int, float)) and 0 <= calibrated <= 1:
-            return float(calibrated)
+    if never_acts(policy):
+        return None
+    calibrated = _calibration(policy).get('confidence_threshold')
+    if isinstance(calibrated, (int, float)) and 0 <= calibrated <= 1:
+        return float(calibrated)
     return DEFAULT_THRESHOLD
+
+
+def _sign(value) -> int | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(number):
+        return None
+    return (number > 0) - (number < 0)
+
+
+def _enabled(name: str, weighers: frozenset[str]) -> bool:
+    """``name`` (a dotted path, or a bare class name) among ``weighers``."""
+    if name in weighers:
+        return True
+    return '.' not in name and any(w.rpartition('.')[2] == name
+                                   for w in weighers)
+
+
+def config_mismatch(policy: Policy | None, running: NovaConfig | None
+                    ) -> str:
+    """What differs between the Nova configuration the policy was trained
+    with (manifest ``nova_weighers``) and ``running``; '' when they match,
+    or when either is unknown (no field, no running configuration).
+
+    Compared: the sign of every recorded multiplier the running Nova has,
+    and, when ``running.weighers`` is known, that every recorded weigher
+    is enabled.
+    """
+    if policy is None or running is None:
+        return ''
+    recorded = policy.manifest.get('nova_weighers')
+    if not isinstance(recorded, dict):
+        return ''
+    diffs = []
+    multipliers = recorded.get('multipliers')
+    for name, value in (multipliers.items()
+                        if isinstance(multipliers, dict) else ()):
+        if name not in running.multipliers:
+            continue
+        now = running.multipliers[name]
+        if _sign(now) is None or _sign(now) != _sign(value):
+            diffs.append(f'{name} is {now!r} here, {value!r} in training')
+    weighers = recorded.get('weighers')
+    if running.weighers is not None and isinstance(weighers, list):
+        missing = [w for w in weighers
+                   if isinstance(w, str) and not _enabled(w, running.weighers)]
+        if missing:
+            diffs.append('not enabled in weight_classes: '
+                         + ', '.join(missing))
+    if not diffs:
+        return ''
+    return (f"policy trained for Nova weighers {recorded.get('name')!r}: "
+            + '; '.join(diffs))
+
+
+def standing_verdict(policy: Policy | None, settings: GateOptions,
+                     nova_config: NovaConfig | None = None
+                     ) -> tuple[str, str]:
+    """``(reason, detail)`` when the policy must not act whatever the
+    candidates (:data:`STANDING_REASONS`), else ``('', note)``.
+
+    In order: :data:`NOVA_CONFIG_MISMATCH` (:func:`config_mismatch`), then
+    :data:`NEVER_ACT` unless ``settings.confidence_threshold`` is set. The
+    note is non-empty when the operator's threshold overrides the
+    manifest's "never".
+    """
+    mismatch = config_mismatch(policy, nova_config)
+    if mismatch:
+        return NOVA_CONFIG_MISMATCH, mismatch
+    if never_acts(policy):
+        if settings.confidence_threshold is None:
+            return NEVER_ACT, ("the policy's calibration found no confidence "
+                               'level at which it is at least as good as '
+                               "Nova's weighers (calibration.act never)")
+        return '', ('calibration.act never overridden by [rl_weigher] '
+                    f'confidence_threshold={settings.confidence_threshold}')
+    return '', ''
 
 
 def in_canary(instance_uuid: str, percent: float) -> bool:
@@ -168,16 +302,21 @@ def decide(policy: Policy | None, x: np.ndarray, scores: np.ndarray | None,
            *, settings: GateOptions = DEFAULT_SETTINGS,
            snapshot_status: str = 'none', snapshot_detail: str = '',
            elapsed_ms: float = 0.0, instance_uuid: str = '',
-           error: str = '') -> Decision:
+           error: str = '', nova_config: NovaConfig | None = None
+           ) -> Decision:
     """Apply or abstain, and why: the gate, in the order it checks.
 
     ``x`` is the ``(N, F)`` feature matrix of the candidates and ``scores``
     the policy's ``(K, N)`` scores of it (None if ``policy`` is None or
-    scoring failed, ``error`` then says why). In order: no candidate hosts
-    (:data:`NO_HOSTS`), no policy, scoring failed, the assessment (non-finite
-    input, stale or missing usage snapshot, features outside the training
-    ranges), ``elapsed_ms`` over ``settings.latency_budget_ms``, confidence
-    below the threshold (:func:`threshold_for`), ``instance_uuid`` outside
+    scoring failed, ``error`` then says why; or not scored because of a
+    standing reason). ``nova_config`` is the running Nova's weigher
+    configuration (None: not checked). In order: no candidate hosts
+    (:data:`NO_HOSTS`), no policy, the standing reasons
+    (:func:`standing_verdict`: :data:`NOVA_CONFIG_MISMATCH`,
+    :data:`NEVER_ACT`), scoring failed, the assessment (non-finite input,
+    stale or missing usage snapshot, features outside the training ranges),
+    ``elapsed_ms`` over ``settings.latency_budget_ms``, confidence below
+    the threshold (:func:`threshold_for`), ``instance_uuid`` outside
     ``settings.canary_percent``; else :data:`APPLIED` with the normalised
     weights.
     """
@@ -185,11 +324,19 @@ def decide(policy: Policy | None, x: np.ndarray, scores: np.ndarray | None,
         return Decision(NO_HOSTS, 'no candidate hosts')
     if policy is None:
         return Decision(POLICY_UNAVAILABLE, error)
+    threshold = threshold_for(policy, settings.confidence_threshold)
+    standing, note = standing_verdict(policy, settings, nova_config)
+    if standing:
+        d = Decision(standing, note, threshold=threshold)
+        if scores is not None:
+            # For the record (shadow mode): what the policy would say.
+            a = assess(policy, x, scores, snapshot_status, snapshot_detail)
+            d.confidence, d.best = a.confidence, a.best
+        return d
     if scores is None:
         return Decision(ERROR, error)
     mean = scores.mean(axis=0)
     a = assess(policy, x, scores, snapshot_status, snapshot_detail, mean)
-    threshold = threshold_for(policy, settings.confidence_threshold)
     d = Decision(APPLIED, '', a.confidence, a.best, threshold)
     if a.reason:
         d.verdict, d.detail = a.reason, a.detail
@@ -203,6 +350,8 @@ def decide(policy: Policy | None, x: np.ndarray, scores: np.ndarray | None,
         d.verdict = OUTSIDE_CANARY
     else:
         d.weights = normalised_weights(scores, mean)
+    if note:
+        d.detail = f'{d.detail}; {note}' if d.detail else note
     return d
 
 

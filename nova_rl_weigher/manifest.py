@@ -53,6 +53,16 @@ MAX_PARAMETERS = 1 << 18
 #: Out-of-range slack, in spans of the training range on either side.
 MAX_RANGE_TOLERANCE = 10.0
 MAX_NAME_CHARS = 256              # policy_version, objective, weights_file
+#: ``nova_weighers``: at most this many weighers and multipliers (Nova 34
+#: has 13 weighers and 12 multipliers).
+MAX_NOVA_WEIGHERS = 64
+#: ``calibration.act``: ``gated`` (act at or above
+#: ``confidence_threshold``; the meaning when absent) or ``never`` (the
+#: calibration found no confidence level at which the policy is at least as
+#: good as its fallback: it must not act, ``confidence_threshold`` is null).
+ACT_GATED = 'gated'
+ACT_NEVER = 'never'
+CALIBRATION_ACTS = (ACT_GATED, ACT_NEVER)
 
 
 class ArtifactError(Exception):
@@ -64,7 +74,7 @@ class Spec:
 
     __slots__ = ('ensemble_size', 'hidden', 'weights_file', 'sha256',
                  'mean', 'std', 'feature_min', 'feature_max', 'tolerance',
-                 'version')
+                 'version', 'act', 'nova_weighers')
 
     def __init__(self, **kw: Any) -> None:
         for k, v in kw.items():
@@ -86,13 +96,100 @@ def _section(manifest: dict, name: str, required: bool = True) -> dict:
 
 
 def _text(manifest: dict, name: str) -> str:
-    value = manifest.get(name)
+    return _name(manifest.get(name), f'manifest {name}')
+
+
+def _name(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ArtifactError(f'manifest {name} must be a non-empty string, '
+        raise ArtifactError(f'{where} must be a non-empty string, '
                             f'not {fileio.brief(value)}')
     if len(value) > MAX_NAME_CHARS or not value.isprintable():
-        raise ArtifactError(f'manifest {name} {fileio.brief(value)} is longer '
+        raise ArtifactError(f'{where} {fileio.brief(value)} is longer '
                             f'than {MAX_NAME_CHARS} or not printable')
+    return value
+
+
+def _finite(value: Any, where: str) -> float:
+    """A finite number (not a bool; a huge int is refused, not a crash)."""
+    if not _is_number(value):
+        raise ArtifactError(f'{where} must be a number, not '
+                            f'{fileio.brief(value)}')
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ArtifactError(f'{where} must be finite, not '
+                            f'{fileio.brief(value)}')
+    return number
+
+
+def check_calibration(manifest: dict) -> str:
+    """Check ``calibration`` (an object or absent); return its ``act``.
+
+    ``act`` is :data:`ACT_GATED` (also when absent) or :data:`ACT_NEVER`.
+    ``confidence_threshold``, if present, is a number in [0, 1], or null
+    with ``act: never`` (and only then: a never-act policy has no
+    threshold).
+    """
+    calibration = _section(manifest, 'calibration', required=False)
+    act = calibration.get('act', ACT_GATED)
+    if act not in CALIBRATION_ACTS:
+        raise ArtifactError(
+            'manifest calibration.act must be one of '
+            f'{", ".join(CALIBRATION_ACTS)}, not {fileio.brief(act)}')
+    if 'confidence_threshold' in calibration:
+        threshold = calibration['confidence_threshold']
+        if act == ACT_NEVER:
+            if threshold is not None:
+                raise ArtifactError(
+                    'manifest calibration.act is never: '
+                    'calibration.confidence_threshold must be null, not '
+                    f'{fileio.brief(threshold)}')
+        elif not _is_number(threshold) or not 0 <= threshold <= 1:
+            raise ArtifactError(
+                'manifest calibration.confidence_threshold must be a number '
+                f'from 0 to 1, not {fileio.brief(threshold)}'
+                + (' (null only with calibration.act never)'
+                   if threshold is None else ''))
+    return act
+
+
+def check_nova_weighers(manifest: dict) -> dict | None:
+    """Check ``nova_weighers`` (an object or absent) and return it.
+
+    The Nova weigher configuration the policy was trained with: ``name``
+    (a label, e.g. ``nova-default``), ``weighers`` (the weigher classes
+    whose weights the policy saw, as ``weight_classes`` names them) and
+    ``multipliers`` (``[filter_scheduler]`` option name -> value, each a
+    finite number); at most :data:`MAX_NOVA_WEIGHERS` of each. Absent (a
+    manifest written before the field existed): None, nothing is checked
+    against the running Nova.
+    """
+    value = manifest.get('nova_weighers')
+    if value is None:
+        return None
+    where = 'manifest nova_weighers'
+    if not isinstance(value, dict):
+        raise ArtifactError(f'{where} must be an object, not '
+                            f'{fileio.brief(value)}')
+    _name(value.get('name'), f'{where}.name')
+    weighers = value.get('weighers')
+    if not isinstance(weighers, list) or len(weighers) > MAX_NOVA_WEIGHERS:
+        raise ArtifactError(f'{where}.weighers must be a list of at most '
+                            f'{MAX_NOVA_WEIGHERS} names, not '
+                            f'{fileio.brief(weighers)}')
+    for i, name in enumerate(weighers):
+        _name(name, f'{where}.weighers[{i}]')
+    multipliers = value.get('multipliers')
+    if not isinstance(multipliers, dict) \
+            or len(multipliers) > MAX_NOVA_WEIGHERS:
+        raise ArtifactError(f'{where}.multipliers must be an object of at '
+                            f'most {MAX_NOVA_WEIGHERS} numbers, not '
+                            f'{fileio.brief(multipliers)}')
+    for key, number in multipliers.items():
+        _name(key, f'{where}.multipliers key')
+        _finite(number, f'{where}.multipliers.{key}')
     return value
 
 
@@ -135,8 +232,10 @@ def check_manifest(manifest: dict) -> Spec:
     most :data:`MAX_PARAMETERS`; ``normalisation`` mean and std finite (as
     float32), std > 0; ``feature_ranges`` min/max finite, min <= max, span
     finite, ``tolerance`` in 0..:data:`MAX_RANGE_TOLERANCE`;
-    ``calibration`` an object or absent, its ``confidence_threshold`` in
-    [0, 1] if present.
+    ``calibration`` an object or absent (:func:`check_calibration`: its
+    ``act`` ``gated`` or ``never``, its ``confidence_threshold`` in [0, 1]
+    if present, null with ``never``); ``nova_weighers`` an object or absent
+    (:func:`check_nova_weighers`: names, finite multipliers).
     """
     if not isinstance(manifest, dict):
         raise ArtifactError('manifest is not a JSON object')
@@ -204,20 +303,15 @@ def check_manifest(manifest: dict) -> Spec:
         raise ArtifactError(
             'manifest feature_ranges.tolerance must be a number from 0 to '
             f'{MAX_RANGE_TOLERANCE}, not {fileio.brief(tolerance)}')
-    calibration = _section(manifest, 'calibration', required=False)
-    if 'confidence_threshold' in calibration:
-        threshold = calibration['confidence_threshold']
-        if not _is_number(threshold) or not 0 <= threshold <= 1:
-            raise ArtifactError(
-                'manifest calibration.confidence_threshold must be a number '
-                f'from 0 to 1, not {fileio.brief(threshold)}')
+    act = check_calibration(manifest)
+    nova_weighers = check_nova_weighers(manifest)
     version_text = _text(manifest, 'policy_version')
     _text(manifest, 'objective')
     _section(manifest, 'provenance')
     return Spec(ensemble_size=k, hidden=h, weights_file=weights_name,
                 sha256=sha, mean=mean, std=std, feature_min=fmin,
                 feature_max=fmax, tolerance=float(tolerance),
-                version=version_text)
+                version=version_text, act=act, nova_weighers=nova_weighers)
 
 
 def parameter_count(k: int, f: int, h: int) -> int:

@@ -32,6 +32,11 @@ from nova_rl_weigher import snapshot
 LOG = logging.getLogger(__name__)
 
 ERROR_LOG_INTERVAL_S = 60.0
+#: A policy that will not act for a standing reason (the running Nova is
+#: not the one it was trained for, or its manifest says never) is logged
+#: once, then at most once per interval per policy and reason, with the
+#: number of calls in between; every call is in the decision log.
+NOTICE_LOG_INTERVAL_S = 3600.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -77,6 +82,7 @@ class Scorer:
         self.snapshots = snapshot.SnapshotCache()
         self.decisions = decision_log.DecisionLog(on_drop=self._count_drop)
         self.errors = RateLimitedLog()
+        self.notices = RateLimitedLog(interval_s=NOTICE_LOG_INTERVAL_S)
         self._stats_lock = threading.Lock()
         self._stats: collections.Counter = collections.Counter()
         # nova-scheduler creates its weighers, then forks workers. A lock
@@ -89,6 +95,7 @@ class Scorer:
     def _after_fork(self) -> None:
         self._stats_lock = threading.Lock()
         self.errors._lock = threading.Lock()
+        self.notices._lock = threading.Lock()
         self.policies._lock = threading.Lock()
         self.snapshots._lock = threading.Lock()
         self.decisions._lock = threading.Lock()
@@ -111,20 +118,28 @@ class Scorer:
     # -- the call ---------------------------------------------------------
     def weigh_views(self, hosts: Sequence[features.HostView],
                     request: features.RequestView,
-                    settings: Settings) -> Outcome:
+                    settings: Settings,
+                    nova_config: gate.NovaConfig | None = None) -> Outcome:
         """:meth:`weigh` for a list of host views. Never raises."""
         try:
             columns = features.HostColumns.from_views(hosts)
             names = [h.name for h in hosts]
         except Exception:  # noqa: BLE001
             return self._failed(len(hosts))
-        return self.weigh(names, columns, request, settings)
+        return self.weigh(names, columns, request, settings, nova_config)
 
     def weigh(self, names: Sequence[str], columns: features.HostColumns,
-              request: features.RequestView, settings: Settings) -> Outcome:
-        """Weights for the hosts (zeros when abstaining). Never raises."""
+              request: features.RequestView, settings: Settings,
+              nova_config: gate.NovaConfig | None = None) -> Outcome:
+        """Weights for the hosts (zeros when abstaining). Never raises.
+
+        ``nova_config`` is the running Nova's weigher configuration, which
+        the gate compares with the one the policy was trained for (None:
+        not compared).
+        """
         try:
-            return self._weigh(names, columns, request, settings)
+            return self._weigh(names, columns, request, settings,
+                               nova_config)
         except Exception:  # noqa: BLE001 - must never escape into Nova
             return self._failed(len(names))
 
@@ -135,7 +150,8 @@ class Scorer:
         return Outcome([0.0] * n, False, gate.ERROR)
 
     def _weigh(self, names: Sequence[str], columns: features.HostColumns,
-               request: features.RequestView, settings: Settings) -> Outcome:
+               request: features.RequestView, settings: Settings,
+               nova_config: gate.NovaConfig | None) -> Outcome:
         n = len(names)
         if len(columns) != n:
             raise ValueError(f'{n} names for {len(columns)} hosts')
@@ -161,8 +177,13 @@ class Scorer:
                 usage.project_cpu_ratio.get(request.project_id))
         scores = None
         error = ''
+        standing, note = gate.standing_verdict(policy, settings,
+                                               nova_config) \
+            if policy is not None else ('', '')
         if policy is None:
             error = self.policies.error
+        elif standing and settings.mode == 'gated':
+            pass    # it will not act whatever the scores: do not score
         elif n:
             try:
                 scores = policy.score(x)
@@ -178,7 +199,8 @@ class Scorer:
         decision = gate.decide(
             policy, x, scores, settings=settings, snapshot_status=snap_status,
             snapshot_detail=snap_detail, elapsed_ms=elapsed_ms,
-            instance_uuid=request.instance_uuid, error=error)
+            instance_uuid=request.instance_uuid, error=error,
+            nova_config=nova_config)
         verdict, detail = decision.verdict, decision.detail
         reason = verdict if settings.mode == 'gated' else gate.MODE_SHADOW
         applied = reason == gate.APPLIED
@@ -186,6 +208,9 @@ class Scorer:
                        gate.SNAPSHOT_STALE, gate.OVER_LATENCY_BUDGET):
             self.errors.error(verdict, 'rl_weigher: policy not usable: %s: '
                               '%s', verdict, detail)
+        elif policy is not None and (standing or note):
+            self._notice(policy.version, standing,
+                         detail if standing else note)
         weights = decision.weights.tolist() if applied else zeros
         self._count('calls', 'applied' if applied else f'abstained.{reason}')
 
@@ -194,6 +219,18 @@ class Scorer:
                       weights,
                       decision, reason, verdict, detail, wall, elapsed_ms)
         return Outcome(weights, applied, reason, decision.confidence)
+
+    def _notice(self, version: str, reason: str, detail: str) -> None:
+        """Log, once per policy and reason (then at most once every
+        :data:`NOTICE_LOG_INTERVAL_S`), that the policy will not act for a
+        standing reason, or acts although its manifest says never."""
+        kind = f'{reason or "override"}:{version}:{detail}'
+        if reason:
+            self.notices.warning(kind, 'rl_weigher: policy %s will not act '
+                                 '(%s): %s', version, reason, detail)
+        else:
+            self.notices.warning(kind, 'rl_weigher: policy %s: %s', version,
+                                 detail)
 
     # -- the decision record ----------------------------------------------
     def _log(self, settings: Settings, names, columns, request, x, scores,

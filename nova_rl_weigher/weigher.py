@@ -7,7 +7,9 @@ Nova's standard combined score when this weigher runs::
     weight_classes = nova.scheduler.weights.all_weighers,nova_rl_weigher.weigher.RLWeigher
 
 This module only turns Nova's ``HostState``/``RequestSpec`` into the views the
-feature code reads and hands them to :class:`nova_rl_weigher.scorer.Scorer`.
+feature code reads, and the scheduler's ``[filter_scheduler]`` weigher
+configuration into a :class:`nova_rl_weigher.gate.NovaConfig`, and hands them
+to :class:`nova_rl_weigher.scorer.Scorer`.
 Nothing may escape from here: Nova does not catch weigher exceptions and the
 instance would go to ERROR.
 """
@@ -20,11 +22,13 @@ import threading
 import numpy as np
 
 from nova.scheduler import weights
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from nova_rl_weigher import conf as rl_conf
 from nova_rl_weigher import decision_log
 from nova_rl_weigher import features
+from nova_rl_weigher import gate
 from nova_rl_weigher import scorer as scorer_mod
 
 LOG = logging.getLogger(__name__)
@@ -38,6 +42,63 @@ _MULTIPLIER_OPT = next(o for o in rl_conf.rl_weigher_opts
 BUILTIN_MULTIPLIER = float(_MULTIPLIER_OPT.default)
 #: Distinct aggregate value sets remembered per weighing call.
 _MEMO_MAX = 1024
+
+
+#: ``[filter_scheduler]`` options compared with a policy's recorded Nova
+#: configuration: every ``*_weight_multiplier``.
+NOVA_MULTIPLIER_SUFFIX = '_weight_multiplier'
+#: weight_classes (as a tuple) -> the enabled weigher classes, expanded by
+#: Nova's own loader (``all_weighers`` to its classes), or None when it
+#: could not be expanded. weight_classes is read once when the scheduler
+#: starts, so one entry is the usual case.
+_ENABLED_WEIGHERS: dict[tuple, frozenset[str] | None] = {}
+_ENABLED_MAX = 16
+_UNSEEN = object()
+
+
+def enabled_weighers(weight_classes) -> frozenset[str] | None:
+    """The weigher classes ``weight_classes`` enables, as dotted paths;
+    None when Nova's loader cannot expand them (then only the multipliers
+    are compared)."""
+    key = tuple(weight_classes)
+    found = _ENABLED_WEIGHERS.get(key, _UNSEEN)
+    if found is not _UNSEEN:
+        return found
+    try:
+        classes = weights.HostWeightHandler().get_matching_classes(list(key))
+        found = frozenset(f'{c.__module__}.{c.__name__}' for c in classes)
+    except Exception:  # noqa: BLE001 - unknown, not an error of ours
+        found = None
+    if len(_ENABLED_WEIGHERS) >= _ENABLED_MAX:
+        _ENABLED_WEIGHERS.clear()
+    _ENABLED_WEIGHERS[key] = found
+    return found
+
+
+def nova_config(group=None) -> gate.NovaConfig | None:
+    """The running scheduler's weigher configuration, as plain data.
+
+    ``group`` is ``CONF.filter_scheduler`` (the default): its
+    ``*_weight_multiplier`` options (only finite numbers; anything else is
+    left out, hence not compared) and its ``weight_classes`` expanded.
+    Per-aggregate multiplier overrides (aggregate metadata) are not
+    included. None when the process has no ``[filter_scheduler]`` options
+    (not a nova-scheduler: nothing to compare).
+    """
+    if group is None:
+        try:
+            group = CONF.filter_scheduler
+        except cfg.NoSuchOptError:
+            return None
+    multipliers = {}
+    for name in group:
+        if name.endswith(NOVA_MULTIPLIER_SUFFIX):
+            value = group[name]
+            if isinstance(value, (int, float)) and \
+                    not isinstance(value, bool) and math.isfinite(value):
+                multipliers[name] = float(value)
+    return gate.NovaConfig(multipliers,
+                           enabled_weighers(group.weight_classes))
 
 
 def parse_multiplier(value) -> float | None:
@@ -174,7 +235,16 @@ class RLWeigher(weights.BaseHostWeigher):
                 'adapter', 'rl_weigher: could not read the scheduler state, '
                 'abstaining', exc_info=True)
             return [0.0] * len(weighed_obj_list)
-        outcome = self.scorer.weigh(names, columns, request, settings)
+        try:
+            running = nova_config()
+        except Exception:  # noqa: BLE001 - unknown: not compared
+            running = None
+            self.scorer.errors.warning(
+                'nova_config', 'rl_weigher: could not read '
+                "[filter_scheduler]'s weighers, not comparing them with the "
+                "policy's", exc_info=True)
+        outcome = self.scorer.weigh(names, columns, request, settings,
+                                    running)
         if outcome.applied:
             # Read once per call: Nova asks for every host.
             local.default_multiplier = self._configured_multiplier()

@@ -13,7 +13,10 @@ agreeing), this gives how often a choice made at or above that confidence is
 at least as good as Nova's, and how often the policy would act. The default
 threshold is the lowest level whose decisions are at least as good as Nova's
 in ``target`` of cases (and at least as good on average), recorded in the
-manifest with the whole table.
+manifest with the whole table. When no level qualifies, the policy must not
+act: the manifest says ``calibration.act: "never"`` with
+``confidence_threshold: null`` (:func:`manifest_fields`), the weigher
+abstains (``never_act``) and ``publish`` refuses the policy.
 """
 
 from __future__ import annotations
@@ -99,9 +102,18 @@ def table(samples: list[Sample], tolerance: float = 1e-9) -> list[dict]:
     return rows
 
 
-def choose_threshold(rows: list[dict], target: float = 0.9,
-                     fallback: float = 1.0) -> float:
-    """Lowest threshold meeting ``target``, else ``fallback`` (cautious)."""
+#: What :func:`choose_threshold` returns when no confidence level
+#: qualifies: the policy must never act.
+NEVER = None
+
+
+def choose_threshold(rows: list[dict], target: float = 0.9
+                     ) -> float | None:
+    """Lowest threshold meeting ``target`` (at least 10 decisions, at least
+    as good as Nova's in ``target`` of them and on average), else
+    :data:`NEVER`: no level at which the policy is at least as good as its
+    fallback, so it must not act (not threshold 1.0, which would still let
+    it act where it was measured no better)."""
     for row in rows:
         if row['threshold'] <= 0.0:
             continue    # zero confidence means unusable, never "act"
@@ -109,4 +121,12 @@ def choose_threshold(rows: list[dict], target: float = 0.9,
         if good is not None and row['decisions'] >= 10 and good >= target \
                 and row['mean_cost_delta'] <= 0.0:
             return row['threshold']
-    return fallback
+    return NEVER
+
+
+def manifest_fields(threshold: float | None) -> dict:
+    """The manifest's ``calibration.act`` and ``confidence_threshold`` for
+    what :func:`choose_threshold` returned."""
+    if threshold is NEVER:
+        return {'act': 'never', 'confidence_threshold': None}
+    return {'act': 'gated', 'confidence_threshold': float(threshold)}

@@ -124,15 +124,21 @@ def export(model: EnsembleScorer, path: str, *, feature_min: np.ndarray,
            feature_max: np.ndarray, objective: str,
            provenance: Mapping[str, Any], policy_version: str | None = None,
            calibration: Mapping[str, Any] | None = None,
-           range_tolerance: float = 0.05) -> dict:
-    """Write ``model`` as a weigher policy artifact; return the manifest."""
+           range_tolerance: float = 0.05,
+           nova_weighers: Mapping[str, Any] | None = None) -> dict:
+    """Write ``model`` as a weigher policy artifact; return the manifest.
+
+    ``nova_weighers``: the Nova weigher configuration it was trained with
+    (``policies.nova_weighers_record(SimConfig.nova_weighers)``), which the
+    weigher compares with the running scheduler's; None leaves it out.
+    """
     return artifact.write_artifact(
         path, model.numpy_params(),
         mean=model.mean.cpu().numpy(), std=model.std.cpu().numpy(),
         feature_min=feature_min, feature_max=feature_max,
         objective=objective, provenance=provenance,
         policy_version=policy_version, calibration=calibration,
-        range_tolerance=range_tolerance)
+        range_tolerance=range_tolerance, nova_weighers=nova_weighers)
 
 
 def from_artifact(path: str) -> tuple[EnsembleScorer, dict]:

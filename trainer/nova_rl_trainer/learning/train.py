@@ -9,9 +9,11 @@
    ``--eval-every`` iterations the greedy policy plays fixed validation
    episodes; the best policy by validation cost is kept (PPO's updates are
    noisy and the last one is not always the best).
-4. **Calibrate** the confidence threshold (:mod:`calibration`).
+4. **Calibrate** the confidence threshold (:mod:`calibration`), or find
+   that the policy must never act.
 5. **Export** the artifact to ``OUT/policy`` with the feature ranges seen in
-   training, and write ``OUT/train.json`` and ``OUT/curves.png``.
+   training and the Nova weigher configuration trained with
+   (``nova_weighers``), and write ``OUT/train.json`` and ``OUT/curves.png``.
 
 Checkpoints (``OUT/checkpoint``, no pickle) are written every few
 iterations; ``--resume`` continues from one. Same seed and iteration count,
@@ -266,7 +268,11 @@ class Trainer:
             self.continuation)
         rows = calibration.table(samples)
         threshold = calibration.choose_threshold(rows)
-        return {'confidence_threshold': threshold, 'table': rows,
+        if threshold is calibration.NEVER:
+            self._log('calibration: no confidence level at which the policy '
+                      "is at least as good as Nova's weighers: it must never "
+                      'act (publish refuses it)')
+        return {**calibration.manifest_fields(threshold), 'table': rows,
                 'samples': len(samples), 'horizon_decisions':
                 c.calibration_horizon, 'continuation': self.continuation,
                 'method': 'branch at held-out decisions: policy choice vs '
@@ -364,6 +370,8 @@ class Trainer:
             feature_min=self.feature_min, feature_max=self.feature_max,
             range_tolerance=c.range_tolerance,
             objective=c.objective, calibration=calib,
+            nova_weighers=policies_mod.nova_weighers_record(
+                self.env.config.nova_weighers),
             policy_version=f"{c.objective}-ppo-s{c.seed}-it"
                            f"{self.best['iteration']}",
             provenance={**self.provenance, 'method': method,

@@ -28,6 +28,12 @@ current policy and against ``nova-default``:
 * the chosen objective (the candidate manifest's ``objective``, or
   ``--objective``), summed over the scenarios, is strictly better.
 
+A candidate whose manifest says it must never act (``calibration.act:
+never``: its calibration found no confidence level at which it is at least
+as good as Nova's weighers) is refused without evaluation, whatever
+``--threshold`` says: the weigher would not let it act, and the
+calibration says it should not.
+
 Otherwise it prints the table of terms and what failed, and changes
 nothing. Installing is atomic and transactional and keeps previous versions
 (:mod:`versions`); ``rollback`` restores the previous one.
@@ -48,12 +54,14 @@ import shutil
 from typing import Sequence
 
 from nova_rl_weigher import artifact as artifact_mod
+from nova_rl_weigher import gate
 
 from nova_rl_trainer.publishing import versions as pv
 from nova_rl_trainer.publishing.verdict import (  # noqa: F401 (re-exported)
     BASELINE, CANDIDATE, CURRENT, EXIT_ERROR, EXIT_OK, EXIT_REFUSED,
     EXIT_SWITCHED, Case, Failure, PublishResult)
 from nova_rl_trainer.simulation import evaluation
+from nova_rl_trainer.simulation import nova_weighers
 from nova_rl_trainer.simulation import objectives as objectives_mod
 from nova_rl_trainer.simulation import policies as policies_mod
 from nova_rl_trainer.simulation import traces
@@ -65,6 +73,13 @@ DEFAULT_KEEP = 5
 # Reading an untrusted artifact: whatever the loader lets through besides
 # ArtifactError must still end as an error message, never a traceback.
 _READ_ERRORS = (ValueError, RecursionError, OSError, TypeError, KeyError)
+
+#: Why a candidate whose manifest says it must never act is refused.
+NEVER_ACT_REFUSAL = (
+    "the candidate's manifest says it must never act (calibration.act "
+    'never): its calibration found no confidence level at which it is at '
+    "least as good as Nova's weighers, so the weigher would abstain on every "
+    'request (never_act); retrain it rather than publish it')
 
 # Two runs that make the same decisions accrue bit-identical floats, but a
 # policy that differs only in harmless ways can land a few ulps away; this
@@ -217,6 +232,14 @@ def publish(candidate: str, target: str, *,
             raise PublishError(f'{source} {chosen!r}: {e}; choose one with '
                                '--objective') from None
         checked = resolve_terms(terms, obj)
+        if gate.never_acts(cand.policy):
+            # Nothing to simulate: gated, it is nova-default at best.
+            return PublishResult(
+                target=target, candidate=os.path.abspath(candidate),
+                candidate_version=cand.policy.version, objective=obj.name,
+                terms=checked, tolerance=tolerance, current_version=None,
+                cases=[], failures=[], notes=[], dry_run=dry_run,
+                refusals=[NEVER_ACT_REFUSAL])
 
         notes: list[str] = []
         cur_copy, cur_version = None, None
@@ -251,6 +274,7 @@ def publish(candidate: str, target: str, *,
         setups = list({repr(s): s for s in setups}.values())
         if not setups:
             raise PublishError('no held-out scenario to evaluate on')
+        notes.extend(_nova_config_notes(cand.policy, setups))
         cases = [_evaluate(dataclasses.replace(
             s, objective=obj.name,
             objective_options=tuple(obj.options.items())),
@@ -269,6 +293,24 @@ def publish(candidate: str, target: str, *,
     finally:
         for path in temps:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _nova_config_notes(policy, setups: Sequence[Setup]) -> list[str]:
+    """Say so when the held-out simulations run a Nova configuration the
+    candidate was not trained for: it abstains there on every request
+    (``nova_config_mismatch``), as it would in such a Nova."""
+    notes = []
+    for name in sorted({s.config.nova_weighers for s in setups}):
+        if not gate.config_mismatch(policy, policies_mod.nova_config(name)):
+            continue
+        recorded = policy.manifest['nova_weighers'].get('name')
+        note = (f'the candidate was trained for Nova weighers {recorded!r}; '
+                f'the evaluation simulates {name!r}, where it abstains on '
+                'every request (nova_config_mismatch)')
+        if recorded in nova_weighers.CONFIGURATIONS:
+            note += f'; evaluate it with --nova-weighers {recorded}'
+        notes.append(note)
+    return notes
 
 
 def _evaluate(setup: Setup, columns: dict[str, str], jobs: int,

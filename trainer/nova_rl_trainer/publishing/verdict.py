@@ -76,10 +76,13 @@ class PublishResult:
     # Installed, but some tidying after the switch failed (an old version
     # not removed, a stray temporary symlink): what to clean by hand.
     warnings: list[str] = dataclasses.field(default_factory=list)
+    # Refused before any evaluation (e.g. the candidate's manifest says it
+    # must never act): the reasons; ``cases`` is then empty.
+    refusals: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
-        return not self.failures
+        return not self.failures and not self.refusals
 
     @property
     def exit_code(self) -> int:
@@ -87,15 +90,20 @@ class PublishResult:
 
     @property
     def columns(self) -> list[str]:
+        if not self.cases:
+            return []
         return [c for c in (CANDIDATE, CURRENT, BASELINE)
                 if c in self.cases[0].metrics]
 
     def reasons(self) -> list[str]:
-        return [f.message(self.objective, self.tolerance)
-                for f in self.failures]
+        return list(self.refusals) + [
+            f.message(self.objective, self.tolerance) for f in self.failures]
 
     def table(self) -> str:
         """The terms for each column and case, with what failed."""
+        if not self.cases:
+            return (f'{self.candidate_version}: not evaluated '
+                    '(refused before simulation)\n')
         cols = self.columns
         width = len('headroom_deficit_host_hours') + 2
 

@@ -16,7 +16,11 @@ ensemble mean's best host), ``threshold=`` (default: the manifest's
 ``canary_percent``), both by default the option defaults of
 ``nova_rl_weigher.conf``. A gated artifact policy decides with
 ``nova_rl_weigher.gate.decide``, the function the weigher calls in Nova
-(with no latency: the simulator does not time inference).
+(with no latency: the simulator does not time inference), and with the
+simulated cluster's Nova weigher configuration (``SimConfig.nova_weighers``,
+:func:`nova_config`) as the running one: a policy recorded for
+``nova-pack`` abstains (``nova_config_mismatch``) in a simulation of
+``nova-default``, as it does in Nova.
 
 Policies that read features receive, for every decision, the candidate
 feature matrix built by ``nova_rl_weigher.features.compute_matrix``: the
@@ -38,6 +42,7 @@ from nova_rl_weigher import conf
 from nova_rl_weigher import gate
 
 from nova_rl_trainer.simulation import baselines
+from nova_rl_trainer.simulation import nova_weighers
 
 BUNDLED = 'bundled'
 #: Artifact policy options (``PATH:key=value``) other than ``mode``.
@@ -46,6 +51,50 @@ ARTIFACT_OPTIONS = ('threshold', 'multiplier', 'canary')
 
 class PolicyError(ValueError):
     """Unknown policy or bad options."""
+
+
+#: The Nova weighers the simulator models (:mod:`nova_weighers`): class
+#: (as ``weight_classes`` names it), ``[filter_scheduler]`` multiplier
+#: option, field of :class:`nova_weighers.NovaMultipliers`.
+MODELLED_WEIGHERS = (
+    ('nova.scheduler.weights.ram.RAMWeigher', 'ram_weight_multiplier',
+     'ram'),
+    ('nova.scheduler.weights.cpu.CPUWeigher', 'cpu_weight_multiplier',
+     'cpu'),
+    ('nova.scheduler.weights.disk.DiskWeigher', 'disk_weight_multiplier',
+     'disk'),
+    ('nova.scheduler.weights.io_ops.IoOpsWeigher',
+     'io_ops_weight_multiplier', 'io_ops'),
+    ('nova.scheduler.weights.num_instances.NumInstancesWeigher',
+     'num_instances_weight_multiplier', 'num_instances'),
+)
+
+
+def _multipliers(name: str) -> dict[str, float]:
+    try:
+        m = nova_weighers.CONFIGURATIONS[name]
+    except KeyError:
+        raise PolicyError(f'Nova weighers {name!r}: one of '
+                          + ', '.join(nova_weighers.CONFIGURATIONS)) from None
+    return {option: float(getattr(m, field))
+            for _, option, field in MODELLED_WEIGHERS}
+
+
+def nova_weighers_record(name: str) -> dict:
+    """The manifest's ``nova_weighers`` for a policy trained in a cluster
+    whose Nova runs the configuration ``name`` (``SimConfig.nova_weighers``,
+    e.g. ``nova-default``): the modelled weighers and their multipliers."""
+    return {'name': name,
+            'weighers': [cls for cls, _, _ in MODELLED_WEIGHERS],
+            'multipliers': _multipliers(name)}
+
+
+def nova_config(name: str) -> gate.NovaConfig:
+    """The running Nova's configuration as the gate sees it, for a
+    simulated cluster running ``name``: its multipliers; the weighers are
+    all enabled (``all_weighers``)."""
+    return gate.NovaConfig(_multipliers(name),
+                           frozenset(cls for cls, _, _ in MODELLED_WEIGHERS))
 
 
 def bundled_path() -> str:
@@ -164,9 +213,13 @@ class ArtifactPolicy(FeaturePolicy):
     Gated, it decides as the weigher does in Nova's ``gated`` mode:
     :func:`nova_rl_weigher.gate.decide` on the candidates' features and
     scores, with the usage snapshot fresh when the simulation keeps one, no
-    latency and the request's instance UUID for the canary; when it applies,
-    the host with the highest :func:`nova_rl_weigher.gate.final_weights`
-    wins, else Nova's own choice.
+    latency, the request's instance UUID for the canary and the
+    simulation's Nova weigher configuration (:func:`nova_config` of its
+    ``config.nova_weighers``; not compared when the simulation has none);
+    when it applies, the host with the highest
+    :func:`nova_rl_weigher.gate.final_weights` wins, else Nova's own choice.
+    A policy that will not act whatever the candidates (a configuration
+    mismatch, a manifest that says never) is not scored.
     """
 
     def __init__(self, policy, name: str, mode: str = 'gated',
@@ -190,6 +243,15 @@ class ArtifactPolicy(FeaturePolicy):
         self.applied = 0
         self.abstained: collections.Counter[str] = collections.Counter()
         self._vm = -1
+        self.nova_config: gate.NovaConfig | None = None
+        self._standing = ''
+
+    def bind(self, sim) -> None:
+        super().bind(sim)
+        name = getattr(getattr(sim, 'config', None), 'nova_weighers', None)
+        self.nova_config = nova_config(name) if name is not None else None
+        self._standing, _ = gate.standing_verdict(
+            self.policy, self.gate_settings, self.nova_config)
 
     def choose(self, vm: int, fit: np.ndarray) -> int:
         self._vm = vm
@@ -202,15 +264,16 @@ class ArtifactPolicy(FeaturePolicy):
         return self.sim.workload.trace.vm_id(self._vm)
 
     def pick(self, x: np.ndarray, nova_weight: np.ndarray) -> int:
-        scores = self.policy.score(x)
         self.calls += 1
         if self.mode == 'raw':
             self.applied += 1
-            return int(np.argmax(scores.mean(axis=0)))
+            return int(np.argmax(self.policy.score(x).mean(axis=0)))
+        # Not scored when it will not act anyway (decide says why).
+        scores = None if self._standing else self.policy.score(x)
         d = gate.decide(
             self.policy, x, scores, settings=self.gate_settings,
             snapshot_status='fresh' if self.sim.needs_usage else 'none',
-            instance_uuid=self.instance_uuid())
+            instance_uuid=self.instance_uuid(), nova_config=self.nova_config)
         if not d.applied:
             self.abstained[d.verdict] += 1
             return int(np.argmax(nova_weight))
