@@ -92,7 +92,7 @@ with a warning: this option's value, or else 10.0, applies instead.
         mutable=True,
         help="""
 JSON file with recent actual usage per host and per project (format in the
-README; to be written atomically by a telemetry job). Empty: no usage data, the
+README; written by ``nova-rl-trainer snapshot``). Empty: no usage data, the
 usage features are marked absent. If set but missing, unreadable or older than
 ``snapshot_max_age_s``, the policy's confidence is zero and the weigher
 abstains.

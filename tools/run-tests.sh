@@ -19,6 +19,9 @@ python -m pytest -q -p no:cacheprovider tests/functional || status=$?
 # 32 threads weighing for SOAK_SECONDS (default 60) while the policy and
 # snapshot files are replaced by every method.
 python -m pytest -q -p no:cacheprovider tests/soak || status=$?
+# Prometheus from Debian's packages (binaries only, no service running) for
+# the prometheus source's tests; they skip, saying so, without it.
+bash tools/setup-prometheus.sh || status=1
 # Real PostgreSQL, Gnocchi and Ceilometer's publisher (from their own venv,
 # .venv-telemetry), started by the tests themselves on loopback.
 if bash tools/setup-telemetry-venv.sh; then

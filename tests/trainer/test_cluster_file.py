@@ -402,3 +402,89 @@ def test_a_byte_order_mark_is_no_error(tmp_path):
     path.write_bytes(b'\xef\xbb\xbf' + json.dumps(
         {'host_groups': [GEN9]}).encode())
     assert ClusterSpec.from_file(path).hosts == 40
+
+
+# -- named hosts (the optional `hosts` key) -----------------------------------
+
+def test_hosts_key_names_the_groups_hosts(tmp_path):
+    """`hosts` names a group's hosts instead of `<name>-<i>`; it round-trips
+    through the file and the dict, and only the groups that have it write
+    it."""
+    doc = {'host_groups': [
+        dict(GEN9, count=2, hosts=['compute-7', 'compute-3']),
+        {'name': 'gen10', 'count': 2, 'vcpus': 128, 'ram_mb': 1048576}]}
+    c = ClusterSpec.from_file(write(tmp_path, doc))
+    assert c.host_names == ('compute-7', 'compute-3', 'gen10-0', 'gen10-1')
+    assert c.per_host.names == c.host_names
+    assert c.per_host.vcpus.tolist() == [64, 64, 128, 128]
+    assert c.groups[0].hosts == ('compute-7', 'compute-3')
+    assert c.groups[1].hosts is None
+    d = c.as_dict()
+    assert d['host_groups'][0]['hosts'] == ['compute-7', 'compute-3']
+    assert list(d['host_groups'][0])[-1] == 'hosts'
+    assert 'hosts' not in d['host_groups'][1]
+    assert ClusterSpec.from_dict(d) == c
+    assert hash(ClusterSpec.from_dict(d)) == hash(c)
+    path = tmp_path / 'again.json'
+    c.to_file(path)
+    assert ClusterSpec.from_file(path) == c
+    assert pickle.loads(pickle.dumps(c)) == c
+    # Names are not part of the shape: two groups of one shape, named or
+    # not, still run as identical hosts.
+    same = ClusterSpec(groups=[
+        HostGroup(name='a', count=1, vcpus=8, ram_mb=1024, hosts=['x']),
+        HostGroup(name='b', count=2, vcpus=8, ram_mb=1024)])
+    assert same.uniform and same.host_names == ('x', 'b-0', 'b-1')
+    # Names matter for equality: other names, another cluster.
+    other = ClusterSpec(groups=[
+        HostGroup(name='a', count=1, vcpus=8, ram_mb=1024, hosts=['y']),
+        HostGroup(name='b', count=2, vcpus=8, ram_mb=1024)])
+    assert other != same
+
+
+def test_hosts_key_survives_replace_unless_the_count_changes():
+    c = ClusterSpec(groups=[HostGroup(name='a', count=2, vcpus=8,
+                                      ram_mb=1024, hosts=('p', 'q'))])
+    assert c.replace(host_vcpus=16).host_names == ('p', 'q')
+    assert c.replace(hosts=2).host_names == ('p', 'q')
+    assert c.replace(hosts=3).host_names == ('a-0', 'a-1', 'a-2')
+
+
+@pytest.mark.parametrize('hosts, words', [
+    (['c1'], "key 'hosts' must list exactly 'count' (2) host names, got 1"),
+    (['c1', 'c2', 'c3'], "must list exactly 'count' (2) host names, got 3"),
+    ('c1', "key 'hosts' must be a list of host names, got str"),
+    ({'c1': 1}, "key 'hosts' must be a list of host names, got dict"),
+    (None, "key 'hosts' must be a list of host names, got null"),
+    (['c1', 'c1'], "key 'hosts' names host 'c1' twice"),
+    (['c1', 7], "key 'hosts' item 1 must be a host name"),
+    (['c1', ''], "key 'hosts' item 1 must be a host name"),
+    (['c1', 'c 2'], "key 'hosts' item 1 must be a host name"),
+    (['c1', 'x' * 256], "key 'hosts' item 1 must be a host name"),
+])
+def test_malformed_hosts_key_names_the_group_and_key(tmp_path, hosts, words):
+    path = write(tmp_path, {'host_groups': [dict(GEN9, count=2,
+                                                 hosts=hosts)]})
+    with pytest.raises(ClusterFileError) as e:
+        ClusterSpec.from_file(path)
+    msg = str(e.value)
+    assert msg.startswith(f"cluster file {path}: host group 'gen9' "
+                          '(host_groups[0]): '), msg
+    assert words in msg, msg
+
+
+def test_host_names_unique_across_groups(tmp_path):
+    # Two groups naming one host, and a name that is another group's
+    # generated one: the group that gave the name is named.
+    for second, culprit in (({'name': 'b', 'count': 1, 'vcpus': 8,
+                              'ram_mb': 1, 'hosts': ['h1']}, "'b'"),
+                            ({'name': 'b', 'count': 1, 'vcpus': 8,
+                              'ram_mb': 1}, "'a'")):
+        first = {'name': 'a', 'count': 2, 'vcpus': 8, 'ram_mb': 1,
+                 'hosts': ['h1', 'b-0']}
+        path = write(tmp_path, {'host_groups': [first, second]})
+        with pytest.raises(ClusterFileError) as e:
+            ClusterSpec.from_file(path)
+        msg = str(e.value)
+        assert msg.startswith(f'cluster file {path}: host group {culprit}')
+        assert "key 'hosts'" in msg and 'host names must be unique' in msg

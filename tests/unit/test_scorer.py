@@ -1,10 +1,8 @@
 import glob
 import json
 import os
-import shutil
 import time
 
-import numpy as np
 import pytest
 
 from nova_rl_weigher import artifact

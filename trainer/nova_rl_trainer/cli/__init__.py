@@ -14,6 +14,9 @@
     nova-rl-trainer publish ... / rollback --target DIR
     nova-rl-trainer ingest --source gnocchi|csv [auth] --start T --stop T
         --out trace.csv       # an operator's own workload, from telemetry
+    nova-rl-trainer snapshot --source NAME [auth] --window-s S --out PATH
+        (--cluster FILE | --from-placement)   # the weigher's usage snapshot
+    nova-rl-trainer cluster --from-placement [auth] --out cluster.json
 
 ``--scenario NAME`` may replace ``--trace`` and the cluster options (which
 then override the preset's). Each command lives in a module of this package
@@ -29,12 +32,14 @@ from typing import Sequence
 
 import threadpoolctl
 
+from nova_rl_trainer.cli import cluster
 from nova_rl_trainer.cli import evaluate
 from nova_rl_trainer.cli import ingest
 from nova_rl_trainer.cli import options
 from nova_rl_trainer.cli import publish
 from nova_rl_trainer.cli import scenarios
 from nova_rl_trainer.cli import simulate
+from nova_rl_trainer.cli import snapshot
 from nova_rl_trainer.cli import size_cluster
 from nova_rl_trainer.cli import train
 from nova_rl_trainer.simulation import objectives as objectives_mod
@@ -42,7 +47,7 @@ from nova_rl_trainer.simulation import policies as policies_mod
 from nova_rl_trainer.simulation import traces
 
 COMMANDS = (simulate, evaluate, scenarios, size_cluster, train, publish,
-            ingest)
+            ingest, snapshot, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:

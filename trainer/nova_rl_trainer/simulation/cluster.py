@@ -19,19 +19,11 @@ Two ways to build one:
   and the scenarios give them: ``ClusterSpec(hosts=500, host_vcpus=48,
   host_ram_mb=393216)`` (one group named ``group0``);
 * host groups, from a cluster file (:meth:`ClusterSpec.from_file`, the
-  command line's ``--cluster FILE``) or :meth:`ClusterSpec.from_dict`::
-
-    {"host_groups": [{"name": "gen9", "count": 40, "vcpus": 64,
-      "ram_mb": 524288, "disk_gb": 4000, "cpu_allocation_ratio": 2.0,
-      "ram_allocation_ratio": 1.0, "disk_allocation_ratio": 1.0,
-      "idle_watts": 200, "peak_watts": 500}]}
-
-  ``count``, ``vcpus`` and ``ram_mb`` are required; every other key is
-  optional with the defaults above (``disk_gb`` 2048, ``empty_watts`` 0,
-  ``name`` ``group<k>`` for the k-th group from 0). Hosts are named
-  ``<name>-<i>``, i from 0, in file order: the simulator's host index runs
-  through the groups in that order. Anything malformed raises
-  :class:`ClusterFileError` naming the group and the key.
+  command line's ``--cluster FILE``) or :meth:`ClusterSpec.from_dict`;
+  :mod:`nova_rl_trainer.simulation.cluster_file` has the format. Hosts
+  are named ``<name>-<i>``, i from 0, in file order (or as the group's
+  ``hosts`` names them): the simulator's host index runs through the
+  groups in that order.
 
 What the simulator reads is :attr:`ClusterSpec.per_host` (one array entry
 per host). The scalar accessors of the identical-host form
@@ -45,23 +37,16 @@ identical-host simulator before host groups existed.
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
-import tempfile
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-#: The keys of a host group in a cluster file, in file order.
-GROUP_KEYS: tuple[str, ...] = (
-    'name', 'count', 'vcpus', 'ram_mb', 'disk_gb', 'cpu_allocation_ratio',
-    'ram_allocation_ratio', 'disk_allocation_ratio', 'idle_watts',
-    'peak_watts', 'empty_watts')
-#: The keys a host group must have.
-REQUIRED_KEYS: tuple[str, ...] = ('count', 'vcpus', 'ram_mb')
-#: Hosts in one group at most (a simulator column per host).
-MAX_GROUP_HOSTS = 100_000
+from nova_rl_trainer.simulation import cluster_file
+from nova_rl_trainer.simulation.cluster_file import ClusterFileError
+from nova_rl_trainer.simulation.host_group import _SHAPE
+from nova_rl_trainer.simulation.host_group import HostArrays
+from nova_rl_trainer.simulation.host_group import HostGroup
 
 # The identical-host keywords of ClusterSpec and the group field of each.
 _LEGACY = (('host_vcpus', 'vcpus'), ('host_ram_mb', 'ram_mb'),
@@ -72,126 +57,6 @@ _LEGACY = (('host_vcpus', 'vcpus'), ('host_ram_mb', 'ram_mb'),
            ('idle_watts', 'idle_watts'), ('peak_watts', 'peak_watts'),
            ('empty_watts', 'empty_watts'))
 _LEGACY_FIELD = dict(_LEGACY)
-# Fields of a group that make its shape (all but count and name).
-_SHAPE = tuple(k for k in GROUP_KEYS if k not in ('name', 'count'))
-
-
-class ClusterFileError(ValueError):
-    """A malformed cluster description; the message names the group and
-    the key."""
-
-
-@dataclasses.dataclass(frozen=True)
-class HostGroup:
-    """``count`` identical hosts. Numbers are stored as floats (``count``
-    as int); invalid values raise :class:`ClusterFileError`."""
-
-    count: int
-    vcpus: float
-    ram_mb: float
-    disk_gb: float = 2048.0
-    cpu_allocation_ratio: float = 4.0
-    ram_allocation_ratio: float = 1.0
-    disk_allocation_ratio: float = 1.0
-    idle_watts: float = 200.0
-    peak_watts: float = 500.0
-    empty_watts: float = 0.0
-    #: None: ``group<k>``, k its place in the cluster (from 0).
-    name: str | None = None
-
-    def __post_init__(self) -> None:
-        where = ('host group' if self.name is None
-                 else f'host group {self.name!r}')
-        if self.name is not None and (
-                not isinstance(self.name, str) or not self.name or any(
-                    ch.isspace() or not ch.isprintable()
-                    for ch in self.name)):
-            raise ClusterFileError(
-                f'host group name {self.name!r}: key \'name\' must be a '
-                'non-empty string without spaces')
-        if isinstance(self.count, bool) or not isinstance(
-                self.count, (int, np.integer)):
-            raise ClusterFileError(f"{where}: key 'count' must be an "
-                                   f'integer, got {self.count!r}')
-        if not 1 <= self.count <= MAX_GROUP_HOSTS:
-            raise ClusterFileError(
-                f"{where}: key 'count' must be between 1 and "
-                f'{MAX_GROUP_HOSTS:,} hosts, got {self.count}')
-        object.__setattr__(self, 'count', int(self.count))
-        for key in _SHAPE:
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(
-                    value, (int, float, np.integer, np.floating)):
-                raise ClusterFileError(f'{where}: key {key!r} must be a '
-                                       f'number, got {value!r}')
-            value = float(value)
-            if not math.isfinite(value):
-                raise ClusterFileError(f'{where}: key {key!r} must be '
-                                       f'finite, got {value!r}')
-            object.__setattr__(self, key, value)
-        for key in ('vcpus', 'ram_mb', 'cpu_allocation_ratio',
-                    'ram_allocation_ratio', 'disk_allocation_ratio'):
-            if not getattr(self, key) > 0:
-                raise ClusterFileError(f'{where}: key {key!r} must be '
-                                       f'positive, got {getattr(self, key)!r}')
-        for key in ('disk_gb', 'idle_watts', 'empty_watts'):
-            if getattr(self, key) < 0:
-                raise ClusterFileError(f'{where}: key {key!r} must not be '
-                                       f'negative, got {getattr(self, key)!r}')
-        if self.peak_watts < self.idle_watts:
-            raise ClusterFileError(
-                f"{where}: key 'peak_watts' ({self.peak_watts:g}) must not "
-                f"be below 'idle_watts' ({self.idle_watts:g})")
-
-    @property
-    def shape(self) -> tuple[float, ...]:
-        """Everything but count and name: groups of one shape are alike."""
-        return tuple(getattr(self, k) for k in _SHAPE)
-
-    def as_dict(self) -> dict:
-        """The group as a cluster file has it (every key)."""
-        return {k: _plain(getattr(self, k)) for k in GROUP_KEYS}
-
-
-def _plain(value: Any) -> Any:
-    """Integral floats as ints, so a written file reads as it was typed."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    return value
-
-
-@dataclasses.dataclass(frozen=True)
-class HostArrays:
-    """The cluster host by host: one entry per host, in host index order
-    (read-only arrays)."""
-
-    names: tuple[str, ...]
-    group: np.ndarray                  # index of each host's group
-    vcpus: np.ndarray
-    ram_mb: np.ndarray
-    disk_gb: np.ndarray
-    cpu_allocation_ratio: np.ndarray
-    ram_allocation_ratio: np.ndarray
-    disk_allocation_ratio: np.ndarray
-    idle_watts: np.ndarray
-    peak_watts: np.ndarray
-    empty_watts: np.ndarray
-
-    @property
-    def vcpu_capacity(self) -> np.ndarray:
-        return self.vcpus * self.cpu_allocation_ratio
-
-    @property
-    def ram_capacity_mb(self) -> np.ndarray:
-        return self.ram_mb * self.ram_allocation_ratio
-
-    @property
-    def disk_mb(self) -> np.ndarray:
-        return self.disk_gb * 1024.0
-
-    @property
-    def disk_capacity_mb(self) -> np.ndarray:
-        return self.disk_gb * 1024.0 * self.disk_allocation_ratio
 
 
 class ClusterSpec:
@@ -261,6 +126,21 @@ class ClusterSpec:
                     f'host group {g.name!r}: key \'name\' is used by two '
                     'groups; host group names must be unique')
             seen.add(g.name)
+        if any(g.hosts is not None for g in groups):
+            # Generated names never collide (group names are unique);
+            # given ones may, with each other or with generated ones.
+            owner: dict[str, HostGroup] = {}
+            for g in groups:
+                for host in g.host_names:
+                    if host in owner:
+                        # Blame the group that gave the name.
+                        a, b = ((g, owner[host]) if g.hosts is not None
+                                else (owner[host], g))
+                        raise ClusterFileError(
+                            f"host group {a.name!r}: key 'hosts': host "
+                            f'{host!r} is also a host of group {b.name!r}; '
+                            'host names must be unique')
+                    owner[host] = g
         object.__setattr__(self, 'groups', groups)
         object.__setattr__(self, '_uniform',
                            len({g.shape for g in groups}) == 1)
@@ -327,8 +207,7 @@ class ClusterSpec:
                 cols[key] = a
             group = np.repeat(np.arange(len(self.groups)), counts)
             group.flags.writeable = False
-            names = tuple(f'{g.name}-{i}' for g in self.groups
-                          for i in range(g.count))
+            names = tuple(n for g in self.groups for n in g.host_names)
             object.__setattr__(self, '_arrays', HostArrays(
                 names=names, group=group, **cols))
         return self._arrays
@@ -421,7 +300,8 @@ class ClusterSpec:
     def replace(self, **changes) -> 'ClusterSpec':
         """A copy with identical-host fields changed (``hosts``,
         ``host_vcpus``, ... as the constructor takes them) in every group;
-        ``hosts`` only for a one-group cluster. ``groups=`` replaces the
+        ``hosts`` only for a one-group cluster (host names the group gave
+        are dropped when the count changes). ``groups=`` replaces the
         groups."""
         if 'groups' in changes:
             groups = changes.pop('groups')
@@ -446,6 +326,8 @@ class ClusterSpec:
                     raise ValueError(f'hosts must be a positive integer, '
                                      f'got {hosts!r}')
                 fields['count'] = int(hosts)
+                if g.hosts is not None and int(hosts) != g.count:
+                    fields['hosts'] = None
             groups.append(_group(dataclasses.replace, g, fields))
         return ClusterSpec(groups=groups)
 
@@ -467,107 +349,20 @@ class ClusterSpec:
 
     @classmethod
     def _from_dict(cls, obj: Any) -> 'ClusterSpec':
-        if not isinstance(obj, Mapping):
-            raise ClusterFileError(
-                'expected a JSON object {"host_groups": [...]}, got '
-                + type(obj).__name__)
-        extra = sorted(set(obj) - {'host_groups'})
-        if extra:
-            raise ClusterFileError(
-                f'unknown key {extra[0]!r} at the top level; the only key '
-                "is 'host_groups'")
-        if 'host_groups' not in obj:
-            raise ClusterFileError("missing required key 'host_groups'")
-        groups = obj['host_groups']
-        if not isinstance(groups, list):
-            raise ClusterFileError("key 'host_groups' must be a list of "
-                                   'host groups, got '
-                                   + type(groups).__name__)
-        if not groups:
-            raise ClusterFileError("key 'host_groups' is empty: a cluster "
-                                   'needs at least one host')
-        out = []
-        for k, item in enumerate(groups):
-            place = f'host_groups[{k}]'
-            where = place
-            if isinstance(item, Mapping) and isinstance(item.get('name'),
-                                                        str):
-                where = f'host group {item["name"]!r} ({place})'
-            if not isinstance(item, Mapping):
-                raise ClusterFileError(f'{where}: expected an object, got '
-                                       + type(item).__name__)
-            unknown = [key for key in item if key not in GROUP_KEYS]
-            if unknown:
-                raise ClusterFileError(
-                    f'{where}: unknown key {unknown[0]!r}; keys: '
-                    + ', '.join(GROUP_KEYS))
-            for key in REQUIRED_KEYS:
-                if key not in item:
-                    raise ClusterFileError(
-                        f'{where}: missing required key {key!r}')
-            fields = dict(item)
-            fields.setdefault('name', f'group{k}')
-            try:
-                out.append(HostGroup(**fields))
-            except ClusterFileError as e:
-                # The group's own message names the key; add its place.
-                msg = str(e)
-                head = f'host group {fields["name"]!r}: '
-                if msg.startswith(head):
-                    msg = (f'host group {fields["name"]!r} ({place}): '
-                           + msg[len(head):])
-                else:
-                    msg = f'{place}: {msg}'
-                raise ClusterFileError(msg) from None
-        return cls(groups=out)
+        return cls(groups=cluster_file.host_groups(obj, HostGroup))
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> 'ClusterSpec':
         """Read a cluster file (JSON); :class:`ClusterFileError` with the
         file name, and the line and column of a JSON syntax error."""
         path = os.fspath(path)
-        try:
-            # utf-8-sig: a byte order mark some editors write is no error.
-            with open(path, encoding='utf-8-sig') as f:
-                text = f.read(16 * 1024 * 1024 + 1)
-        except OSError as e:
-            raise ClusterFileError(f'cluster file {path}: cannot read: '
-                                   f'{e.strerror or e}') from None
-        except UnicodeDecodeError as e:
-            raise ClusterFileError(f'cluster file {path}: not UTF-8 text '
-                                   f'({e.reason})') from None
-        if len(text) > 16 * 1024 * 1024:
-            raise ClusterFileError(f'cluster file {path}: larger than '
-                                   '16 MiB')
-        try:
-            # NaN and Infinity parse (as Python's json does) and are then
-            # refused by the group's check, which names the key.
-            obj = json.loads(text, object_pairs_hook=_no_duplicates)
-        except json.JSONDecodeError as e:
-            raise ClusterFileError(
-                f'cluster file {path}: invalid JSON at line {e.lineno} '
-                f'column {e.colno}: {e.msg}') from None
-        except ClusterFileError as e:
-            raise ClusterFileError(f'cluster file {path}: {e}') from None
+        obj = cluster_file.read(path)
         return cls.from_dict(obj, source=f'cluster file {path}')
 
     def to_file(self, path: str | os.PathLike) -> None:
         """Write the cluster file (atomically: a reader sees the old file
         or the new one)."""
-        path = os.fspath(path)
-        text = json.dumps(self.as_dict(), indent=2) + '\n'
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix='.cluster-', dir=directory)
-        try:
-            with os.fdopen(fd, 'w', encoding='utf-8') as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        cluster_file.write(path, self.as_dict())
 
 
 def _legacy_group(hosts: int, fields: dict) -> HostGroup:
@@ -588,15 +383,3 @@ def _group(make, base, fields: dict) -> HostGroup:
             if msg.startswith(head):
                 msg = msg[len(head):]
         raise ClusterFileError(msg) from None
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    out: dict = {}
-    for key, value in pairs:
-        if key in out:
-            name = out.get('name') if isinstance(out.get('name'), str) \
-                else None
-            where = f'host group {name!r}: ' if name else ''
-            raise ClusterFileError(f'{where}key {key!r} appears twice')
-        out[key] = value
-    return out

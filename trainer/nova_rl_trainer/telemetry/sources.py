@@ -6,14 +6,16 @@ A source is a stevedore plugin in the namespace
 (what Ceilometer writes into Gnocchi) and ``csv`` (the trainer's own trace
 format, for air-gapped retraining); Prometheus fits the same interface.
 
-A source answers two questions about a time window ``[start, stop)``:
+A source answers these questions about a time window ``[start, stop)``:
 
 * :meth:`MetricsSource.instances`: every instance that lived in it, with
   its project, host, size and lifetime (:class:`Instance`);
 * :meth:`MetricsSource.cpu_usage`: for some of them, the CPU they used as
   fractions of their vCPUs (:class:`CpuUsage`), one value per measurement
   interval where the source has a series, or a mean and 95th percentile
-  where that is all it has.
+  where that is all it has;
+* optionally :meth:`MetricsSource.memory_usage`: their guest memory in use,
+  one value per interval (the usage snapshot reads it; ``{}`` by default).
 
 Every failure a user can do something about is a :class:`SourceError`
 whose text is one line saying what is wrong.
@@ -172,6 +174,17 @@ class MetricsSource(abc.ABC):
                   stop: dt.datetime) -> Mapping[str, CpuUsage]:
         """CPU use in ``[start, stop)`` by instance id, for those of
         ``instances`` that have any; the others are left out."""
+
+    def memory_usage(self, instances: Sequence[Instance],
+                     start: dt.datetime, stop: dt.datetime
+                     ) -> Mapping[str, tuple[np.ndarray, np.ndarray]]:
+        """Guest memory in use in ``[start, stop)`` by instance id:
+        ``(times, MiB)``, one value per measurement interval (times as
+        POSIX seconds, labelled as :attr:`CpuUsage.times`), for those of
+        ``instances`` that have any. A source without it returns ``{}``
+        (the default): the usage snapshot then counts the flavor's memory.
+        """
+        return {}
 
     def warnings(self) -> list[str]:
         """What the source had to work around, one line each."""
