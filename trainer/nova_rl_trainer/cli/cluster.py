@@ -24,30 +24,12 @@ line on stderr otherwise.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 
-from nova_rl_trainer.cli import output
+from nova_rl_trainer.cli.telemetry_common import Outputs
+from nova_rl_trainer.cli.telemetry_common import add_placement_options
+from nova_rl_trainer.cli.telemetry_common import warn
 from nova_rl_trainer.telemetry import placement
-from nova_rl_trainer.telemetry import sources
-
-
-class _ClusterParser(argparse.ArgumentParser):
-    """Adds Placement's auth options for the plugin the user picked (which
-    options exist depends on ``--os-auth-type``) before parsing."""
-
-    _auth_registered = False
-
-    def parse_known_args(self, args=None, namespace=None):
-        argv = list(sys.argv[1:] if args is None else args)
-        if not self._auth_registered:
-            self._auth_registered = True
-            try:
-                placement.add_arguments(self, argv)
-            except ValueError as e:
-                self.error(str(e))
-        return super().parse_known_args(argv, namespace)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="The cloud's compute hosts, from the Placement API's "
                     'resource providers and inventories, as a cluster file '
                     '(--cluster FILE) of host groups naming their hosts.')
-    p.__class__ = _ClusterParser
+    add_placement_options(p)
     p.add_argument('--from-placement', action='store_true', required=True,
                    help='read the Placement API (the only source for now)')
     p.add_argument('--out', required=True, metavar='CLUSTER_JSON',
@@ -70,27 +52,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.getLogger('keystoneauth').setLevel(logging.ERROR)
-    target = args.out
-    try:
+    with Outputs(args.out) as out:
         cluster, found = placement.read_cluster(placement.connect(args))
         os.makedirs(os.path.dirname(os.path.abspath(args.out)),
                     exist_ok=True)
         cluster.to_file(args.out)
-        if args.json:
-            target = args.json
-            output.write_json(args.json, dict(found.summary, out=args.out,
-                                              groups=len(cluster.groups)))
-    except sources.SourceError as e:
-        print(f'nova-rl-trainer: error: {e}', file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f'nova-rl-trainer: error: cannot write {target}: '
-              f'{e.strerror or e}', file=sys.stderr)
+        out.write_json(args.json, dict(found.summary, out=args.out,
+                                       groups=len(cluster.groups)))
+    if out.failed:
         return 2
     if not args.quiet:
-        for w in found.warnings:
-            print(f'nova-rl-trainer: warning: {w}', file=sys.stderr)
+        warn(found.warnings)
         print(cluster.summary())
         print(f'{cluster.hosts} compute hosts in {len(cluster.groups)} host '
               f'groups from Placement at {found.endpoint} -> {args.out}')

@@ -24,46 +24,15 @@ atomically, so a failure never leaves a half-written one.
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
-from typing import Sequence
 
-from nova_rl_trainer.cli import output
+from nova_rl_trainer.cli.telemetry_common import Outputs
+from nova_rl_trainer.cli.telemetry_common import add_source_option
+from nova_rl_trainer.cli.telemetry_common import warn
 from nova_rl_trainer.telemetry import ingest as ingest_mod
 from nova_rl_trainer.telemetry import sources
 
 
-def _source_name(argv: Sequence[str]) -> str | None:
-    for i, a in enumerate(argv):
-        if a == '--source' and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith('--source='):
-            return a.split('=', 1)[1]
-    return None
-
-
-class _IngestParser(argparse.ArgumentParser):
-    """Adds the chosen source's options (and, for the auth plugin the
-    user picked, that plugin's) before parsing: which options exist
-    depends on other options, as in the ``openstack`` command line."""
-
-    _source_registered = False
-
-    def parse_known_args(self, args=None, namespace=None):
-        argv = list(sys.argv[1:] if args is None else args)
-        name = _source_name(argv)
-        if name is not None and not self._source_registered:
-            self._source_registered = True
-            try:
-                cls = sources.source_class(name)
-                cls.add_arguments(self, argv)
-            except ValueError as e:
-                self.error(str(e))
-        return super().parse_known_args(argv, namespace)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    names = _available()
     p = sub.add_parser(
         'ingest', help="read a cloud's workload from its telemetry into a "
                        'trace',
@@ -71,10 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the trainer's CSV trace (plus a host column). Give "
                     '--source NAME first to see that source\'s options '
                     '(--source gnocchi --help).')
-    p.__class__ = _IngestParser
-    p.add_argument('--source', required=True, metavar='NAME',
-                   help='metrics source: ' + (', '.join(names) or 'none '
-                                              'installed'))
+    add_source_option(p)
     p.add_argument('--start', required=True, type=sources.time_arg,
                    metavar='ISO8601', help='window start (UTC unless an '
                                            'offset is given)')
@@ -90,37 +56,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _available() -> list[str]:
-    try:
-        return sources.available_sources()
-    except Exception:  # noqa: BLE001 - only for the help text
-        return ['gnocchi', 'csv']
-
-
 def run(args: argparse.Namespace) -> int:
-    # keystoneauth1 logs every retry with the whole urllib3 error: the
-    # one-line error at the end says what failed.
-    logging.getLogger('keystoneauth').setLevel(logging.ERROR)
-    try:
+    with Outputs(args.out) as out:
         cls = sources.source_class(args.source)
         with cls.from_arguments(args) as source:
             result = ingest_mod.ingest(source, args.start, args.stop)
-        target = args.out
-        ingest_mod.write_trace(result.rows, target)
-        summary = dict(result.summary, out=args.out)
-        if args.json:
-            target = args.json
-            output.write_json(args.json, summary)
-    except sources.SourceError as e:
-        print(f'nova-rl-trainer: error: {e}', file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f'nova-rl-trainer: error: cannot write {target}: '
-              f'{e.strerror or e}', file=sys.stderr)
+        ingest_mod.write_trace(result.rows, args.out)
+        out.write_json(args.json, dict(result.summary, out=args.out))
+    if out.failed:
         return 2
     if not args.quiet:
-        for w in result.warnings:
-            print(f'nova-rl-trainer: warning: {w}', file=sys.stderr)
+        warn(result.warnings)
         s = result.summary
         print(f"{s['instances']} instances ({s['with_usage']} with CPU "
               f"usage, {s['without_usage']} without, "

@@ -35,12 +35,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import logging
 import math
-import sys
-from typing import Sequence
 
-from nova_rl_trainer.cli import output
+from nova_rl_trainer.cli.telemetry_common import Outputs
+from nova_rl_trainer.cli.telemetry_common import add_source_option
+from nova_rl_trainer.cli.telemetry_common import error
+from nova_rl_trainer.cli.telemetry_common import warn
 from nova_rl_trainer.simulation.cluster import ClusterFileError
 from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.telemetry import auth
@@ -49,38 +49,7 @@ from nova_rl_trainer.telemetry import snapshot as snapshot_mod
 from nova_rl_trainer.telemetry import sources
 
 
-def _source_name(argv: Sequence[str]) -> str | None:
-    for i, a in enumerate(argv):
-        if a == '--source' and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith('--source='):
-            return a.split('=', 1)[1]
-    return None
-
-
-class _SnapshotParser(argparse.ArgumentParser):
-    """Adds the chosen source's options (and its auth plugin's) before
-    parsing, as ``ingest`` does."""
-
-    _source_registered = False
-
-    def parse_known_args(self, args=None, namespace=None):
-        argv = list(sys.argv[1:] if args is None else args)
-        name = _source_name(argv)
-        if name is not None and not self._source_registered:
-            self._source_registered = True
-            try:
-                sources.source_class(name).add_arguments(self, argv)
-            except ValueError as e:
-                self.error(str(e))
-        return super().parse_known_args(argv, namespace)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    try:
-        names = sources.available_sources()
-    except Exception:  # noqa: BLE001 - only for the help text
-        names = ['gnocchi', 'csv']
     p = sub.add_parser(
         'snapshot', help="write the weigher's usage snapshot from "
                          'telemetry',
@@ -90,10 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "atomically as the weigher's usage snapshot. Give "
                     "--source NAME first to see that source's options "
                     '(--source gnocchi --help).')
-    p.__class__ = _SnapshotParser
-    p.add_argument('--source', required=True, metavar='NAME',
-                   help='metrics source: ' + (', '.join(names) or 'none '
-                                              'installed'))
+    add_source_option(p)
     p.add_argument('--window-s', required=True, type=float, metavar='S',
                    help='the last S seconds (the simulator, and so the '
                         "policy's training, uses 3600)")
@@ -152,20 +118,15 @@ def _capacities(args: argparse.Namespace, source: sources.MetricsSource
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.getLogger('keystoneauth').setLevel(logging.ERROR)
     if args.placement_cloud or args.placement_endpoint:
         if not args.from_placement:
-            print('nova-rl-trainer: error: --placement-cloud and '
-                  '--placement-endpoint go with --from-placement',
-                  file=sys.stderr)
-            return 2
+            return error('--placement-cloud and --placement-endpoint go '
+                         'with --from-placement')
     if not (math.isfinite(args.window_s) and args.window_s > 0):
-        print(f'nova-rl-trainer: error: --window-s {args.window_s:g}: must '
-              'be a positive number of seconds', file=sys.stderr)
-        return 2
+        return error(f'--window-s {args.window_s:g}: must be a positive '
+                     'number of seconds')
     stop = args.at or dt.datetime.now(dt.timezone.utc)
-    target = args.out
-    try:
+    with Outputs(args.out, ClusterFileError) as out:
         cls = sources.source_class(args.source)
         with cls.from_arguments(args) as source:
             capacities, placement_summary, warnings = _capacities(
@@ -176,19 +137,11 @@ def run(args: argparse.Namespace) -> int:
         summary = dict(snap.summary, out=args.out)
         if placement_summary is not None:
             summary['placement'] = placement_summary
-        if args.json:
-            target = args.json
-            output.write_json(args.json, summary)
-    except (sources.SourceError, ClusterFileError) as e:
-        print(f'nova-rl-trainer: error: {e}', file=sys.stderr)
-        return 2
-    except OSError as e:
-        print(f'nova-rl-trainer: error: cannot write {target}: '
-              f'{e.strerror or e}', file=sys.stderr)
+        out.write_json(args.json, summary)
+    if out.failed:
         return 2
     if not args.quiet:
-        for w in warnings + snap.warnings:
-            print(f'nova-rl-trainer: warning: {w}', file=sys.stderr)
+        warn(warnings + snap.warnings)
         s = snap.summary
         print(f"{s['hosts']} hosts ({s['hosts_with_instances']} with "
               f"instances, {s['hosts_idle']} idle), {s['projects']} "

@@ -29,8 +29,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import urllib.parse
 import warnings
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from nova_rl_trainer.telemetry.sources import SourceError
 
@@ -207,6 +208,123 @@ def _connect_cloud(args: argparse.Namespace, service_type: str,
     return Connection(session, adapter_options, auth_type,
                       f'cloud {args.os_cloud}, auth type {auth_type}',
                       auth_url=region.config.get('auth', {}).get('auth_url'))
+
+
+class RequestErrors:
+    """The one-line SourceErrors that the clients of OpenStack services
+    (on a keystoneauth1 session) word alike, for one ``service``
+    (``'Gnocchi'``); each client keeps its own branches (its exceptions,
+    its advice for an HTTP status) and calls these for the rest.
+
+    ``catalog``: the service's catalog entry as messages name it
+    (``"'metric' (Gnocchi)"``); ``where(e=None)``: the failed request's
+    server, else the configured endpoint."""
+
+    def __init__(self, service: str, catalog: str, connection: Connection,
+                 where: Callable[..., str]) -> None:
+        self.service = service
+        self.catalog = catalog
+        self.connection = connection
+        self.where = where
+        self.tries = 1 + int(
+            connection.adapter_options.get('connect_retries', 0) or 0)
+
+    @property
+    def attempts(self) -> str:
+        return f'{self.tries} attempt{"s" if self.tries > 1 else ""}'
+
+    def keystone_in(self, text: str) -> str | None:
+        """Keystone's address when ``text`` (lower case: a failed
+        request's message, URL) names it."""
+        auth_url = self.connection.auth_url
+        if not auth_url:
+            return None
+        parts = urllib.parse.urlsplit(auth_url)
+        if parts.netloc and parts.netloc.lower() in text:
+            return f'{parts.scheme}://{parts.netloc}'
+        return None
+
+    def unreachable(self, e: Any, what: str, reason: str,
+                    keystone: str | None = None) -> SourceError:
+        """A connection failed: to Keystone (at ``keystone``) or to the
+        service, after every attempt."""
+        if keystone:
+            return SourceError(f'cannot reach Keystone at {keystone} '
+                               f'({self.connection.describe}): {reason}')
+        return SourceError(f'cannot reach {self.service} at {self.where(e)} '
+                           f'({what}): {reason}, {self.attempts}')
+
+    def tls(self, e: Any, detail: str) -> SourceError:
+        return SourceError(f'TLS failed with {self.service} at '
+                           f'{self.where(e)}: {detail}')
+
+    def keystone_answered(self, code: Any, detail: str,
+                          keystone: str | None = None) -> SourceError:
+        """Keystone (at ``keystone`` if known) refused to authenticate."""
+        at = f' at {keystone}' if keystone else ''
+        return SourceError(f'Keystone{at} answered HTTP {code} while '
+                           f'authenticating ({self.connection.describe}): '
+                           f'{detail}')
+
+    def http_status(self, where: str, what: str, code: int,
+                    detail: str) -> SourceError:
+        """An HTTP status the client has no advice for: the service failed
+        (5xx, after the retries for 502/503/504) or rejected ``what``."""
+        if code >= 500:
+            tries = self.tries
+            retried = (f' after {tries - 1} retr'
+                       f'{"ies" if tries > 2 else "y"}'
+                       if code in RETRIABLE_STATUS_CODES
+                       and tries > 1 else '')
+            return SourceError(f'{self.service} at {where} failed on {what}: '
+                               f'HTTP {code}{retried}: {detail}')
+        return SourceError(f'{self.service} at {where} rejected {what}: HTTP '
+                           f'{code}: {detail}')
+
+    def common(self, e: BaseException, what: str) -> SourceError:
+        """keystoneauth1's ClientExceptions the client's own branches left
+        (no endpoint in the catalog, missing auth options, any other), a
+        ValueError (JSON that does not decode), else the client's
+        malformed-answer exception."""
+        from keystoneauth1 import exceptions as ka_exc
+        conn = self.connection
+        if isinstance(e, ka_exc.EndpointNotFound):
+            opts = conn.adapter_options
+            return SourceError(
+                f'no {self.catalog} endpoint in the catalog (interface '
+                f"{opts.get('interface', 'public')}, region "
+                f"{opts.get('region_name') or 'any'}): {one_line(e)}")
+        if isinstance(e, ka_exc.MissingRequiredOptions):
+            return SourceError(f'{conn.describe}: {one_line(e)}')
+        if isinstance(e, ka_exc.ClientException):
+            return SourceError(f'{what} failed ({conn.describe}): '
+                               f'{one_line(e)}')
+        if isinstance(e, ValueError):
+            e = f'not JSON ({one_line(e, 100)})'
+        return SourceError(f'{self.service} at {self.where()} sent a '
+                           f'malformed answer to {what}: {e}')
+
+
+def connection_reason(e: Any, closed: str | None = None) -> str:
+    """Why a connection failed, in a few words; ``closed`` (if given)
+    when the server closed it without answering."""
+    full = str(getattr(e, 'message', None) or e).lower()
+    if 'refused' in full:
+        return 'connection refused'
+    if 'timed out' in full or 'timeout' in full:
+        return 'timed out'
+    if 'name or service not known' in full or 'name resolution' in full:
+        return 'unknown host name'
+    if closed is not None and closed_early(full):
+        return closed
+    return one_line(getattr(e, 'message', None) or e, 160)
+
+
+def closed_early(text: str) -> bool:
+    """The server closed the connection without answering (``text``: the
+    failure's message, lower case)."""
+    return ('remote end closed' in text or 'remotedisconnected' in text
+            or 'connection aborted' in text)
 
 
 def one_line(e: BaseException | str, limit: int = 300) -> str:

@@ -60,31 +60,24 @@ class GnocchiAPI:
         from gnocchiclient import exceptions as gexc
         from keystoneauth1 import exceptions as ka_exc
         conn = self.connection
-        tries = 1 + int(conn.adapter_options.get('connect_retries', 0))
+        errors = auth.RequestErrors('Gnocchi', "'metric' (Gnocchi)", conn,
+                                    self._where)
         try:
             return fn()
         except (gexc.ConnectionFailure, gexc.ConnectionTimeout,
                 gexc.UnknownConnectionError, ka_exc.ConnectFailure,
                 ka_exc.ConnectionError) as e:
             full = str(getattr(e, 'message', None) or e).lower()
-            attempts = f'{tries} attempt{"s" if tries > 1 else ""}'
-            keystone = self._keystone_in(full)
-            if keystone:
-                raise SourceError(
-                    f'cannot reach Keystone at {keystone} ({conn.describe}):'
-                    f' {_reason(full, e)}') from None
-            if ('remote end closed' in full or 'remotedisconnected' in full
-                    or 'connection aborted' in full):
+            keystone = errors.keystone_in(full)
+            if not keystone and auth.closed_early(full):
                 raise SourceError(
                     f'Gnocchi at {self._where(e)} closed the connection '
-                    f'without answering {what}, {attempts}: the server '
-                    "failed (see Gnocchi's log)") from None
-            raise SourceError(
-                f'cannot reach Gnocchi at {self._where(e)} ({what}): '
-                f'{_reason(full, e)}, {attempts}') from None
+                    f'without answering {what}, {errors.attempts}: the '
+                    "server failed (see Gnocchi's log)") from None
+            raise errors.unreachable(e, what, auth.connection_reason(e),
+                                     keystone) from None
         except gexc.SSLError as e:
-            raise SourceError(f'TLS failed with Gnocchi at {self._where(e)}'
-                              f': {auth.one_line(e.message)}') from None
+            raise errors.tls(e, auth.one_line(e.message)) from None
         except (gexc.Unauthorized, ka_exc.Unauthorized) as e:
             raise SourceError(
                 f'Gnocchi at {self._where(e)} refused the credentials '
@@ -116,58 +109,19 @@ class GnocchiAPI:
         except gexc.ClientException as e:
             code = e.code or 0
             detail = auth.one_line(_message(e), 200)
-            if code >= 500:
-                retried = (f' after {tries - 1} retr'
-                           f'{"ies" if tries > 2 else "y"}'
-                           if code in auth.RETRIABLE_STATUS_CODES
-                           and tries > 1 else '')
-                raise SourceError(
-                    f'Gnocchi at {self._where(e)} failed on {what}: HTTP '
-                    f'{code}{retried}: {detail}') from None
             if code == 400 and 'Granularities are missing' in detail:
                 raise SourceError(
                     f'Gnocchi at {self._where(e)} has no '
                     f'{self.granularity_s:g} s granularity for {what}: '
                     'give --granularity matching the archive policy') \
                     from None
-            raise SourceError(
-                f'Gnocchi at {self._where(e)} rejected {what}: HTTP '
-                f'{code}: {detail}') from None
-        except ka_exc.EndpointNotFound as e:
-            opts = conn.adapter_options
-            raise SourceError(
-                "no 'metric' (Gnocchi) endpoint in the catalog "
-                f"(interface {opts.get('interface', 'public')}, region "
-                f"{opts.get('region_name') or 'any'}): "
-                f'{auth.one_line(e)}') from None
-        except ka_exc.MissingRequiredOptions as e:
-            raise SourceError(f'{conn.describe}: {auth.one_line(e)}') \
+            raise errors.http_status(self._where(e), what, code, detail) \
                 from None
-        except ka_exc.HttpError as e:
-            raise SourceError(
-                f'Keystone answered HTTP {e.http_status} while '
-                f'authenticating ({conn.describe}): {auth.one_line(e)}') \
-                from None
-        except ka_exc.ClientException as e:
-            raise SourceError(f'{what} failed ({conn.describe}): '
-                              f'{auth.one_line(e)}') from None
-        except _Malformed as e:
-            raise SourceError(f'Gnocchi at {self._where()} sent a malformed '
-                              f'answer to {what}: {e}') from None
-        except ValueError as e:    # JSON that does not decode
-            raise SourceError(f'Gnocchi at {self._where()} sent a malformed '
-                              f'answer to {what}: not JSON '
-                              f'({auth.one_line(e, 100)})') from None
-
-    def _keystone_in(self, text: str) -> str | None:
-        """Keystone's address when the failed connection was to it."""
-        auth_url = self.connection.auth_url
-        if not auth_url:
-            return None
-        parts = urllib.parse.urlsplit(auth_url)
-        if parts.netloc and parts.netloc.lower() in text:
-            return f'{parts.scheme}://{parts.netloc}'
-        return None
+        except ka_exc.HttpError as e:    # Gnocchi's own come as gexc's
+            raise errors.keystone_answered(e.http_status,
+                                           auth.one_line(e)) from None
+        except (ka_exc.ClientException, _Malformed, ValueError) as e:
+            raise errors.common(e, what) from None
 
     # -- requests -----------------------------------------------------
     def check(self) -> None:
@@ -278,17 +232,6 @@ def _points(series: dict, metric: str, aggregation: str,
                              f'{str(value)[:20]!r} is not a number')
         out.append((p[0], p[1], float(value)))
     return out
-
-
-def _reason(full: str, e: Any) -> str:
-    """Why a connection failed, in a few words."""
-    if 'refused' in full:
-        return 'connection refused'
-    if 'timed out' in full or 'timeout' in full:
-        return 'timed out'
-    if 'name or service not known' in full or 'name resolution' in full:
-        return 'unknown host name'
-    return auth.one_line(getattr(e, 'message', None) or e, 160)
 
 
 def _posix(ts: str) -> float:

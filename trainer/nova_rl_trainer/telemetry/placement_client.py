@@ -132,57 +132,24 @@ class PlacementClient:
                 return f'{parts.scheme}://{parts.netloc}'
         return self.endpoint
 
-    def _keystone(self, e: Any) -> str | None:
-        """Keystone's address when the failed request went to it."""
-        auth_url = self.connection.auth_url
-        if not auth_url:
-            return None
-        ks = urllib.parse.urlsplit(auth_url).netloc.lower()
-        url = str(getattr(e, 'url', None) or '')
-        text = (url + ' ' + str(getattr(e, 'message', None) or e)).lower()
-        if ks and ks in text:
-            parts = urllib.parse.urlsplit(auth_url)
-            return f'{parts.scheme}://{parts.netloc}'
-        return None
-
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         from keystoneauth1 import exceptions as ka_exc
         conn = self.connection
-        tries = 1 + int(conn.adapter_options.get('connect_retries', 0) or 0)
-        attempts = f'{tries} attempt{"s" if tries > 1 else ""}'
+        errors = auth.RequestErrors('Placement', "'placement'", conn,
+                                    self._where)
         try:
             return fn()
         except ka_exc.SSLError as e:
-            raise SourceError(f'TLS failed with Placement at '
-                              f'{self._where(e)}: {auth.one_line(e)}') \
-                from None
+            raise errors.tls(e, auth.one_line(e)) from None
         except (ka_exc.ConnectFailure, ka_exc.ConnectionError) as e:
-            keystone = self._keystone(e)
-            if keystone:
-                raise SourceError(
-                    f'cannot reach Keystone at {keystone} ({conn.describe})'
-                    f': {_reason(e)}') from None
-            raise SourceError(
-                f'cannot reach Placement at {self._where(e)} ({what}): '
-                f'{_reason(e)}, {attempts}') from None
-        except ka_exc.EndpointNotFound as e:
-            opts = conn.adapter_options
-            raise SourceError(
-                "no 'placement' endpoint in the catalog (interface "
-                f"{opts.get('interface', 'public')}, region "
-                f"{opts.get('region_name') or 'any'}): {auth.one_line(e)}")\
-                from None
-        except ka_exc.MissingRequiredOptions as e:
-            raise SourceError(f'{conn.describe}: {auth.one_line(e)}') \
-                from None
+            raise errors.unreachable(e, what, _reason(e),
+                                     _keystone(errors, e)) from None
         except ka_exc.HttpError as e:
             code = e.http_status or 0
-            keystone = self._keystone(e)
+            keystone = _keystone(errors, e)
             if keystone:
-                raise SourceError(
-                    f'Keystone at {keystone} answered HTTP {code} while '
-                    f'authenticating ({conn.describe}): '
-                    f'{auth.one_line(e, 200)}') from None
+                raise errors.keystone_answered(
+                    code, auth.one_line(e, 200), keystone) from None
             where = self._where(e)
             detail = auth.one_line(getattr(e, 'details', None)
                                    or e.message or e, 200)
@@ -203,32 +170,15 @@ class PlacementClient:
                     f'no Placement API at {where}: HTTP 404 on {what} '
                     f'({_path(e)}); check the endpoint (--os-endpoint, '
                     '--os-endpoint-override or the catalog)') from None
-            if code >= 500:
-                retried = (f' after {tries - 1} retr'
-                           f'{"ies" if tries > 2 else "y"}'
-                           if code in auth.RETRIABLE_STATUS_CODES
-                           and tries > 1 else '')
-                raise SourceError(
-                    f'Placement at {where} failed on {what}: HTTP {code}'
-                    f'{retried}: {detail}') from None
-            raise SourceError(f'Placement at {where} rejected {what}: HTTP '
-                              f'{code}: {detail}') from None
+            raise errors.http_status(where, what, code, detail) from None
         except (ka_exc.MissingAuthPlugin, ka_exc.AuthorizationFailure) as e:
             raise SourceError(
                 f'no valid authentication for Placement ({conn.describe}): '
                 f'{auth.one_line(e, 120)}; is an option of the auth type '
                 f'missing? (--help with --os-auth-type {conn.auth_type} '
                 'lists them)') from None
-        except ka_exc.ClientException as e:
-            raise SourceError(f'{what} failed ({conn.describe}): '
-                              f'{auth.one_line(e)}') from None
-        except _Malformed as e:
-            raise SourceError(f'Placement at {self._where()} sent a '
-                              f'malformed answer to {what}: {e}') from None
-        except ValueError as e:      # JSON that does not decode
-            raise SourceError(f'Placement at {self._where()} sent a '
-                              f'malformed answer to {what}: not JSON '
-                              f'({auth.one_line(e, 100)})') from None
+        except (ka_exc.ClientException, _Malformed, ValueError) as e:
+            raise errors.common(e, what) from None
 
     def _get(self, path: str, what: str) -> Any:
         def get() -> Any:
@@ -276,18 +226,16 @@ class PlacementClient:
             inner.close()
 
 
+def _keystone(errors: auth.RequestErrors, e: Any) -> str | None:
+    """Keystone's address when the failed request went to it."""
+    url = str(getattr(e, 'url', None) or '')
+    return errors.keystone_in(
+        (url + ' ' + str(getattr(e, 'message', None) or e)).lower())
+
+
 def _reason(e: Any) -> str:
-    full = str(getattr(e, 'message', None) or e).lower()
-    if 'refused' in full:
-        return 'connection refused'
-    if 'timed out' in full or 'timeout' in full:
-        return 'timed out'
-    if 'name or service not known' in full or 'name resolution' in full:
-        return 'unknown host name'
-    if ('remote end closed' in full or 'remotedisconnected' in full
-            or 'connection aborted' in full):
-        return 'the server closed the connection without answering'
-    return auth.one_line(getattr(e, 'message', None) or e, 160)
+    return auth.connection_reason(
+        e, closed='the server closed the connection without answering')
 
 
 def _path(e: Any) -> str:
