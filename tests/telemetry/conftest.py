@@ -29,16 +29,7 @@ def telemetry():
         t = servers.Telemetry()
     except servers.ServerError as e:
         pytest.fail(str(e), pytrace=False)
-    try:
-        t.start()
-    except servers.ServerError as e:
-        t.stop()
-        pytest.fail(str(e), pytrace=False)
-    except BaseException:
-        t.stop()
-        raise
-    yield t
-    t.stop()
+    yield from servers.serve(t, t.stop)
 
 
 @pytest.fixture

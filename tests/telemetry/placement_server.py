@@ -12,13 +12,10 @@ Nova's compute service does.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 import uuid as uuid_mod
 from pathlib import Path
 
@@ -97,25 +94,14 @@ class Placement:
     def request(self, method: str, path: str, body: object = None,
                 token: str = 'admin', timeout: float = 10.0):
         """(status, decoded JSON or None); status 0 when unreachable."""
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.endpoint + path, data=data,
-                                     method=method)
-        req.add_header('X-Auth-Token', token)
-        req.add_header('OpenStack-API-Version', f'placement {MICROVERSION}')
-        req.add_header('Accept', 'application/json')
-        if data is not None:
-            req.add_header('Content-Type', 'application/json')
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        except (OSError, urllib.error.URLError):
-            return 0, None
-        try:
-            return status, json.loads(raw) if raw else None
-        except ValueError:
-            return status, raw.decode('utf-8', 'replace')
+        status, answer = servers.http_json(
+            self.endpoint + path, user=None, method=method, body=body,
+            timeout=timeout, headers={
+                'X-Auth-Token': token,
+                'OpenStack-API-Version': f'placement {MICROVERSION}',
+                'Accept': 'application/json'})
+        # An empty answer (204) is no body, not an empty text.
+        return status, None if answer == '' else answer
 
     def add_provider(self, name: str, inventories: dict[str, dict],
                      parent: str | None = None) -> str:
@@ -151,16 +137,7 @@ def placement():
         p = Placement()
     except servers.ServerError as e:
         pytest.fail(str(e), pytrace=False)
-    try:
-        p.start()
-    except servers.ServerError as e:
-        p.close()
-        pytest.fail(str(e), pytrace=False)
-    except BaseException:
-        p.close()
-        raise
-    yield p
-    p.close()
+    yield from servers.serve(p, p.close)
 
 
 def clouds_yaml(path: Path, clouds: dict[str, str]) -> Path:

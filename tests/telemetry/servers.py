@@ -37,6 +37,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 TELEMETRY_VENV = Path(os.environ.get('NOVA_RL_TELEMETRY_VENV',
                                      REPO / '.venv-telemetry'))
@@ -223,13 +225,16 @@ def basic_auth(user: str) -> str:
 
 
 def http_json(url: str, user: str | None = 'admin', method: str = 'GET',
-              body: object = None, timeout: float = 10.0):
+              body: object = None, timeout: float = 10.0,
+              headers: dict[str, str] | None = None):
     """(status, decoded JSON or text) of one request; status 0 when the
     server cannot be reached."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
     if user is not None:
         req.add_header('Authorization', basic_auth(user))
+    for name, value in (headers or {}).items():
+        req.add_header(name, value)
     if data is not None:
         req.add_header('Content-Type', 'application/json')
     try:
@@ -486,3 +491,18 @@ if __name__ == '__main__':
     finally:
         t.stop()
     sys.exit(0)
+
+
+def serve(server, stop):
+    """Start ``server`` for a fixture: yield it, then ``stop()`` it; a
+    server that does not come up fails the test with its reason."""
+    try:
+        server.start()
+    except ServerError as e:
+        stop()
+        pytest.fail(str(e), pytrace=False)
+    except BaseException:
+        stop()
+        raise
+    yield server
+    stop()

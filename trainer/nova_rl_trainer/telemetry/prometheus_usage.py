@@ -65,35 +65,15 @@ class PrometheusUsage:
         delta = f'({x} - {x} {off})'
         expr = (f'max by ({r}) ((({delta} >= 0) or ({x} and ({delta} < 0)))'
                 f' / ((timestamp({x}) - timestamp({x} {off})) > 0))')
-        per_query = max(1, min(MAX_STEPS_PER_QUERY,
-                               self.max_points // max(1, len(wanted))))
-        series: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-        what = 'the CPU query'
-        k = 1
-        while k <= n_steps:
-            last = min(n_steps, k + per_query - 1)
-
-            def run(a: float, b: float) -> list:
-                # Steps a + step .. b: the intervals ending in (a, b].
-                return self._query_range(what, expr, a + step, b, step)
-            for part in self._split(what, t0 + (k - 1) * step,
-                                    t0 + last * step, run):
-                for labels, times, vals in part:
-                    rid = labels.get(r)
-                    if rid in by_id:
-                        series.setdefault(rid, []).append((times, vals))
-            k = last + 1
+        series = self._range_by_resource('the CPU query', expr, t0, n_steps,
+                                         set(by_id), len(wanted))
         resets = self._resets(t0, t1)
         out = {}
         last_step = t0 + n_steps * step
-        for rid, parts in series.items():
+        for rid, (times, rates) in series.items():
             inst = by_id[rid]
             if not inst.vcpus or not inst.vcpus > 0:
                 continue
-            times = np.concatenate([p[0] for p in parts])
-            rates = np.concatenate([p[1] for p in parts])
-            ok = np.isfinite(rates)
-            times, rates = times[ok], rates[ok]
             order = np.argsort(times, kind='stable')
             times, rates = times[order], rates[order]
             if times.size and times[-1] < last_step - step / 2:
@@ -141,17 +121,29 @@ class PrometheusUsage:
         ids = {i.id for i in instances}
         r = self.resource_label
         expr = f'max by ({r}) ({self.selector(MEMORY_USAGE_METER)})'
+        n_steps = math.floor((t1 - t0) / self.step_s + 1e-9)
+        return self._range_by_resource('the memory usage query', expr, t0,
+                                       n_steps, ids, len(ids))
+
+    def _range_by_resource(self, what: str, expr: str, t0: float,
+                           n_steps: int, ids: set[str], n_series: int
+                           ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``expr`` at each step ``t0 + step .. t0 + n_steps * step``, by
+        instance id (those in ``ids``): ``(times, values)``, finite values
+        only. Asked in chunks of at most ``--max-points`` values for
+        ``n_series`` series (and :data:`MAX_STEPS_PER_QUERY` steps), each
+        split in time if Prometheus finds it too large."""
         step = self.step_s
-        n_steps = math.floor((t1 - t0) / step + 1e-9)
+        r = self.resource_label
         per_query = max(1, min(MAX_STEPS_PER_QUERY,
-                               self.max_points // max(1, len(ids))))
+                               self.max_points // max(1, n_series)))
         got: dict[str, list] = {}
-        what = 'the memory usage query'
         k = 1
         while k <= n_steps:
             last = min(n_steps, k + per_query - 1)
 
             def run(a: float, b: float) -> list:
+                # Steps a + step .. b: the intervals ending in (a, b].
                 return self._query_range(what, expr, a + step, b, step)
             for part in self._split(what, t0 + (k - 1) * step,
                                     t0 + last * step, run):
