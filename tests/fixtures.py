@@ -10,6 +10,8 @@ Nova's filters, a request and a usage lookup) through the feature code.
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Mapping
 
 import numpy as np
@@ -135,3 +137,30 @@ def random_candidates(rng: np.random.Generator, n: int
     projects = ({request.project_id: float(rng.uniform(0.05, 1.0))}
                 if rng.random() < 0.5 else {})
     return hosts, request, features.UsageLookup(usage_hosts, projects)
+
+
+def edit_manifest(path: str, **fields) -> str:
+    """Replace top-level fields of the artifact's manifest (no checksum
+    of the manifest exists, so the artifact stays loadable unless the
+    fields themselves are refused)."""
+    name = os.path.join(path, 'manifest.json')
+    with open(name) as f:
+        doc = json.load(f)
+    doc.update(fields)
+    with open(name, 'w') as f:
+        json.dump(doc, f)
+    return path
+
+
+def small_hosts(n: int = 4) -> list[features.HostView]:
+    """``n`` hosts of growing size, Nova's weight growing with them."""
+    return [features.HostView(
+        name=f'h{i}', vcpus_total=8.0 * (i + 1), vcpus_used=1.0,
+        ram_total_mb=16384.0 * (i + 1),
+        ram_free_mb=16384.0 * (i + 1) - 2048,
+        disk_total_gb=100.0, disk_free_mb=90000.0,
+        nova_weight=float(i) / n) for i in range(n)]
+
+
+SMALL_REQUEST = features.RequestView(vcpus=1, memory_mb=1024, disk_gb=1,
+                                     project_id='p', instance_uuid='u-1')

@@ -42,24 +42,11 @@ def write(path, calibration=None, agreement=True):
 
 
 def set_calibration(path, calibration):
-    with open(os.path.join(path, 'manifest.json')) as f:
-        m = json.load(f)
-    m['calibration'] = calibration
-    with open(os.path.join(path, 'manifest.json'), 'w') as f:
-        json.dump(m, f)
-    return path
+    return testing.edit_manifest(path, calibration=calibration)
 
 
-def hosts(n=4):
-    return [features.HostView(
-        name=f'h{i}', vcpus_total=8.0 * (i + 1), vcpus_used=1.0,
-        ram_total_mb=16384.0 * (i + 1), ram_free_mb=16384.0 * (i + 1) - 2048,
-        disk_total_gb=100.0, disk_free_mb=90000.0,
-        nova_weight=float(i) / n) for i in range(n)]
-
-
-REQUEST = features.RequestView(vcpus=1, memory_mb=1024, disk_gb=1,
-                               project_id='p', instance_uuid='u-1')
+hosts = testing.small_hosts
+REQUEST = testing.SMALL_REQUEST
 
 
 def matrix(policy):
