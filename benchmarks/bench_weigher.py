@@ -37,8 +37,8 @@ def _setup_nova():
 
 
 def make_hosts(n: int, seed: int = 0):
-    import random
     from nova.tests.unit.scheduler import fakes
+    import random
     rng = random.Random(seed)
     hosts = []
     for i in range(n):

@@ -10,7 +10,8 @@ be trusted::
       "policy_version": "...",                 # shown in logs and decisions
       "architecture": {"name": "deepsets-mlp-v1", "hidden": 32},
       "ensemble_size": 5,
-      "feature_schema": {"name": ..., "version": ..., "hash": ..., "features": [...]},
+      "feature_schema": {"name": ..., "version": ..., "hash": ...,
+                         "features": [...]},
       "normalisation": {"mean": [...], "std": [...]},
       "feature_ranges": {"min": [...], "max": [...], "tolerance": 0.05},
       "objective": "packing",
@@ -24,6 +25,10 @@ be trusted::
       "weights_file": "weights.npz",
       "weights_sha256": "..."
     }
+
+``feature_schema.hash`` is one of :data:`features.SCHEMAS` (v1 artifacts,
+such as the bundled policy, load and run on v1's columns, the first 24 of
+v2's); the weigher computes the columns of the schema the policy declares.
 
 ``calibration.act`` ``never`` says the policy must not act (the trainer's
 calibration found no confidence level at which it is at least as good as
@@ -68,15 +73,27 @@ import numpy as np
 
 from nova_rl_weigher import features
 from nova_rl_weigher import fileio
-from nova_rl_weigher import policy as policy_mod
-from nova_rl_weigher.manifest import (
-    FORMAT, FORMAT_VERSION, MANIFEST, MAX_ARRAYS, MAX_ENSEMBLE_SIZE,
-    MAX_HIDDEN, MAX_MANIFEST_BYTES, MAX_MANIFEST_DEPTH, MAX_NAME_CHARS,
-    MAX_PARAMETERS, MAX_RANGE_TOLERANCE, MAX_WEIGHTS_BYTES,
-    MAX_WEIGHTS_UNCOMPRESSED_BYTES, WEIGHTS, ArtifactError, Spec,
-    check_manifest, parameter_count)
+from nova_rl_weigher.manifest import ArtifactError
+from nova_rl_weigher.manifest import check_manifest
+from nova_rl_weigher.manifest import FORMAT
+from nova_rl_weigher.manifest import FORMAT_VERSION
+from nova_rl_weigher.manifest import MANIFEST
+from nova_rl_weigher.manifest import MAX_ARRAYS
+from nova_rl_weigher.manifest import MAX_ENSEMBLE_SIZE
+from nova_rl_weigher.manifest import MAX_HIDDEN
+from nova_rl_weigher.manifest import MAX_MANIFEST_BYTES
+from nova_rl_weigher.manifest import MAX_MANIFEST_DEPTH
+from nova_rl_weigher.manifest import MAX_NAME_CHARS
+from nova_rl_weigher.manifest import MAX_PARAMETERS
+from nova_rl_weigher.manifest import MAX_RANGE_TOLERANCE
+from nova_rl_weigher.manifest import MAX_WEIGHTS_BYTES
+from nova_rl_weigher.manifest import MAX_WEIGHTS_UNCOMPRESSED_BYTES
+from nova_rl_weigher.manifest import parameter_count
+from nova_rl_weigher.manifest import Spec
+from nova_rl_weigher.manifest import WEIGHTS
 # Called by that name in this module, so a test may replace it here.
 from nova_rl_weigher.npz import read_npz
+from nova_rl_weigher import policy as policy_mod
 
 #: This module's API, including the names it re-exports from
 #: :mod:`manifest` and :mod:`npz` for its callers.
@@ -98,6 +115,14 @@ def sha256_file(path: str) -> str:
     return digest.hexdigest()
 
 
+def _schema_of(arrays: Mapping[str, np.ndarray]) -> features.Schema:
+    """The feature schema the weights are for: the one of their width."""
+    try:
+        return features.schema_for_width(arrays['W1'].shape[1])
+    except (KeyError, IndexError, ValueError) as e:
+        raise ArtifactError(f'weights W1: {e}') from None
+
+
 def write_artifact(path: str, params: Mapping[str, np.ndarray], *,
                    mean: np.ndarray, std: np.ndarray,
                    feature_min: np.ndarray, feature_max: np.ndarray,
@@ -109,7 +134,9 @@ def write_artifact(path: str, params: Mapping[str, np.ndarray], *,
     """Write a verified artifact to directory ``path`` and return its manifest.
 
     ``nova_weighers`` (the Nova weigher configuration trained with, see
-    :func:`manifest.check_nova_weighers`) is written only when given.
+    :func:`manifest.check_nova_weighers`) is written only when given. The
+    feature schema recorded is the one of the weights' width (v1 or v2,
+    :data:`features.SCHEMAS`).
 
     The weights are written first and the manifest last, each atomically, so
     a reader sees either the old artifact, a checksum mismatch it refuses, or
@@ -133,7 +160,7 @@ def write_artifact(path: str, params: Mapping[str, np.ndarray], *,
             'policy-' + hashlib.sha256(weights_bytes).hexdigest()[:12]),
         'architecture': {'name': policy_mod.ARCHITECTURE, 'hidden': hidden},
         'ensemble_size': k,
-        'feature_schema': features.schema_description(),
+        'feature_schema': _schema_of(arrays).description(),
         'normalisation': {'mean': vectors['mean'].tolist(),
                           'std': vectors['std'].tolist()},
         'feature_ranges': {'min': vectors['feature_min'].tolist(),
@@ -280,7 +307,7 @@ def _load_artifact(directory: str) -> policy_mod.Policy:
 def _build(spec: Spec, manifest: dict, arrays: dict[str, np.ndarray]
            ) -> policy_mod.Policy:
     expected = policy_mod.expected_shapes(
-        spec.ensemble_size, features.NUM_FEATURES, spec.hidden)
+        spec.ensemble_size, spec.schema.num_features, spec.hidden)
     if set(arrays) != set(expected):
         raise ArtifactError(f'weights hold arrays '
                             f'{sorted(arrays)[:MAX_ARRAYS]}, expected '

@@ -29,7 +29,7 @@ Enable it after Nova's own weighers::
 
 The weigher abstains (Nova's standard weights decide) whenever it is not in
 ``gated`` mode, the policy is not confident, or anything goes wrong.
-""")
+""")  # noqa: E501 - the weight_classes line is copied whole
 
 rl_weigher_opts = [
     cfg.StrOpt(
@@ -203,6 +203,31 @@ than the whole budget is never logged.
 Number of top-ranked hosts for which the decision log records the features
 that moved the policy's score most (a short "why this host").
 """),
+    cfg.StrOpt(
+        'metrics_file',
+        default='',
+        mutable=True,
+        help="""
+File to which each scheduler process writes the weigher's counters (calls,
+applied, abstained by reason, errors, decision log drops, a latency
+histogram, the policy version) in the Prometheus text format, for
+node_exporter's textfile collector, which reads only ``*.prom`` files in its
+``--collector.textfile.directory``. Rewritten atomically at most every
+``metrics_interval`` seconds by a background thread. ``{pid}`` is replaced
+by the process id: with several scheduler workers, use it (e.g.
+``/var/lib/node_exporter/textfile/nova_rl_weigher_{pid}.prom``) so that each
+worker writes its own file (files of workers that have exited are deleted);
+every sample has a ``pid`` label. Empty: no metrics file.
+"""),
+    cfg.FloatOpt(
+        'metrics_interval',
+        default=15.0,
+        min=1.0,
+        mutable=True,
+        help="""
+Seconds between two writes of ``metrics_file``, at least (the file is
+written when a weighing call comes after the interval has passed).
+"""),
 ]
 
 
@@ -213,7 +238,10 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
 
 
 def list_opts():
-    """Options for ``oslo-config-generator`` (entry point ``oslo.config.opts``)."""
+    """Options for ``oslo-config-generator``.
+
+    Registered as its ``oslo.config.opts`` entry point.
+    """
     return [(rl_weigher_group, rl_weigher_opts)]
 
 

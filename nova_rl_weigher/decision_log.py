@@ -33,11 +33,11 @@ from typing import Any, Callable, NamedTuple
 from oslo_log import log as logging
 
 from nova_rl_weigher import conf
-from nova_rl_weigher.log_files import PREFIX
-from nova_rl_weigher.log_files import SUFFIX
-from nova_rl_weigher.log_files import RotatingWriter
 from nova_rl_weigher.log_files import log_files
+from nova_rl_weigher.log_files import PREFIX
 from nova_rl_weigher.log_files import prune
+from nova_rl_weigher.log_files import RotatingWriter
+from nova_rl_weigher.log_files import SUFFIX
 from nova_rl_weigher.ratelimit import RateLimitedLog
 
 LOG = logging.getLogger(__name__)

@@ -6,11 +6,23 @@ column) and :func:`build_matrix` (over :class:`HostView` objects) turn them
 into a ``float32`` matrix with one row per host and the columns named in
 :data:`FEATURES`. The same code runs in the weigher inside nova-scheduler
 (:mod:`nova_rl_weigher.weigher` reads Nova's HostState into columns) and in
-the trainer's simulator (whose cluster state is kept in those columns). The schema's name and hash go into every policy artifact, so a
+the trainer's simulator (whose cluster state is kept in those columns). The
+schema's name and hash go into every policy artifact, so a
 policy trained on another feature definition is refused rather than misread.
 
 Features are scale-free where possible (fractions of capacity, log sizes) so a
 policy trained on one cluster transfers to another of a different size.
+
+Two schemas are known (:data:`SCHEMAS`): v1, the first 24 columns, and v2
+(:data:`SCHEMA`, what new trainings export), v1's columns unchanged followed
+by the signals a placement needs and Nova does not carry: the allocation
+placed since the usage snapshot sampled the host, 24 h peaks, and lifetimes
+(the request's predicted life, the host's expected remaining busy time and
+how much the request would extend it). A v1 policy is fed the v1 matrix,
+which is exactly the first 24 columns of the v2 one. The v2 inputs are
+:class:`HostSignals` (per host, NaN where unknown) and
+:class:`RequestSignals`; an unknown signal gives its "present" flag 0 and a
+neutral value, never a non-finite feature.
 """
 
 from __future__ import annotations
@@ -18,21 +30,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import operator
-from typing import Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 SCHEMA_NAME = 'nova-rl-host-features'
-SCHEMA_VERSION = 1
 
-#: Column names, in order, with a one-line meaning. Changing anything here
-#: changes :data:`SCHEMA_HASH` and invalidates every trained policy.
-FEATURES: tuple[tuple[str, str], ...] = (
+#: Schema v1's columns, in order, with a one-line meaning. Never changed:
+#: v1 artifacts are recognised by the hash of exactly this.
+FEATURES_V1: tuple[tuple[str, str], ...] = (
     ('ram_free_frac', 'free RAM / RAM capacity (allocation ratio applied)'),
     ('ram_free_after_frac', 'free RAM after placing the request / capacity'),
-    ('vcpu_free_frac', 'free vCPUs / vCPU capacity (allocation ratio applied)'),
-    ('vcpu_free_after_frac', 'free vCPUs after placing the request / capacity'),
+    ('vcpu_free_frac',
+     'free vCPUs / vCPU capacity (allocation ratio applied)'),
+    ('vcpu_free_after_frac',
+     'free vCPUs after placing the request / capacity'),
     ('disk_free_frac', 'free disk / disk capacity (allocation ratio applied)'),
     ('disk_free_after_frac', 'free disk after placing the request / capacity'),
     ('log_vcpus_total', 'log2 of the physical vCPUs of the host'),
@@ -55,19 +69,90 @@ FEATURES: tuple[tuple[str, str], ...] = (
     ('cpu_p95_after', 'p95 CPU use after placement, request scaled by the '
                       "project's ratio (allocation-based if usage absent)"),
 )
-FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURES)
+#: Schema v2: v1's columns, then the placement signals Nova does not carry.
+FEATURES_V2: tuple[tuple[str, str], ...] = FEATURES_V1 + (
+    ('alloc_since_sample_vcpu_frac', 'vCPUs allocated now minus at the usage '
+     'sample / physical vCPUs (0 without a sampled allocation)'),
+    ('alloc_since_sample_ram_frac', 'RAM allocated now minus at the usage '
+     'sample / physical RAM (0 without a sampled allocation)'),
+    ('peak_present', "1 if the snapshot has the host's 24 h peaks, else 0"),
+    ('cpu_util_peak_24h', 'highest sampled CPU use over 24 h / physical '
+     'cores (0 if absent)'),
+    ('mem_util_peak_24h', 'highest sampled memory use over 24 h / physical '
+     'RAM (0 if absent)'),
+    ('project_cpu_ratio_peak_24h', "project's highest used / allocated CPU "
+     'over 24 h (1 if absent)'),
+    ('req_life_present', "1 if the request's lifetime is predicted, else 0"),
+    ('req_life_log_median', "log1p of the request's predicted median "
+     'lifetime in seconds (0 if absent)'),
+    ('req_life_log_p90', "log1p of the request's predicted p90 lifetime in "
+     'seconds (0 if absent)'),
+    ('host_life_present', "1 if the host's remaining busy time is known "
+     '(an empty host: 0 s), else 0'),
+    ('host_remaining_log_s', 'log1p of the expected remaining life in '
+     "seconds of the host's longest-lived holding (0 if absent)"),
+    ('life_extension_frac', "how far placing the request extends the host's "
+     "busy period, over the request's predicted median life (0 if either "
+     'is absent)'),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schema:
+    """One feature schema: its version and columns; :attr:`hash` goes into
+    every artifact manifest."""
+
+    version: int
+    features: tuple[tuple[str, str], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.features)
+
+    @property
+    def num_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def hash(self) -> str:
+        doc = json.dumps({'name': SCHEMA_NAME, 'version': self.version,
+                          'features': self.features}, sort_keys=True)
+        return hashlib.sha256(doc.encode('utf-8')).hexdigest()
+
+    def description(self) -> dict:
+        """The schema as recorded in a policy manifest."""
+        return {'name': SCHEMA_NAME, 'version': self.version,
+                'hash': self.hash, 'features': list(self.names)}
+
+
+SCHEMA_V1 = Schema(1, FEATURES_V1)
+SCHEMA_V2 = Schema(2, FEATURES_V2)
+#: Every schema the loader accepts, by hash.
+SCHEMAS: dict[str, Schema] = {s.hash: s for s in (SCHEMA_V1, SCHEMA_V2)}
+#: The current schema: what the simulator computes and new trainings export.
+SCHEMA = SCHEMA_V2
+SCHEMA_VERSION = SCHEMA.version
+FEATURES = SCHEMA.features
+#: v1's hash as recorded in every v1 artifact (the bundled policy's).
+assert SCHEMA_V1.hash == ('0ab6a5fd16a06de957f2273589b332639191903ebce4000'
+                          '69e41cd2cdb94b263')
+assert SCHEMA_V2.names[:SCHEMA_V1.num_features] == SCHEMA_V1.names
+
+
+def schema_for_width(width: int) -> Schema:
+    """The known schema with ``width`` columns; ValueError if none."""
+    for schema in SCHEMAS.values():
+        if schema.num_features == width:
+            return schema
+    raise ValueError(f'no feature schema has {width} columns')
+
+
+FEATURE_NAMES: tuple[str, ...] = SCHEMA.names
 FEATURE_INDEX: dict[str, int] = {n: i for i, n in enumerate(FEATURE_NAMES)}
-NUM_FEATURES = len(FEATURE_NAMES)
-
-
-def _schema_hash() -> str:
-    doc = json.dumps({'name': SCHEMA_NAME, 'version': SCHEMA_VERSION,
-                      'features': FEATURES}, sort_keys=True)
-    return hashlib.sha256(doc.encode('utf-8')).hexdigest()
-
-
-#: Goes into every policy manifest; the loader refuses any other value.
-SCHEMA_HASH = _schema_hash()
+NUM_FEATURES = SCHEMA.num_features
+#: Goes into every manifest this version writes; the loader accepts the
+#: hash of any schema in :data:`SCHEMAS`.
+SCHEMA_HASH = SCHEMA.hash
 
 
 @dataclasses.dataclass(slots=True)
@@ -118,20 +203,154 @@ class HostUsage:
     mem_util_p95: float
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Lifetime:
+    """Measured VM lifetimes of one group (a project, a flavor, ...)."""
+
+    median_s: float
+    p90_s: float
+    count: float
+
+
+#: Siblings of a request: its project's boots within this many seconds
+#: before it (a multi-create request, a batch of jobs).
+SIBLING_WINDOW_S = 600.0
+
+
+def _rank(n: int, q: float) -> int:
+    # Nearest rank: the smallest value with at least q of the values at or
+    # below it.
+    return max(0, math.ceil(q * n) - 1)
+
+
+def lifetime_stats(sorted_s: Sequence[float]) -> Lifetime | None:
+    """Median and p90 (nearest rank) of ascending lifetimes; None if
+    empty. The one definition the simulator and the snapshot producer use.
+    """
+    n = len(sorted_s)
+    if not n:
+        return None
+    return Lifetime(float(sorted_s[_rank(n, 0.5)]),
+                    float(sorted_s[_rank(n, 0.9)]), float(n))
+
+
+def sibling_lifetime(ended_s: Iterable[float],
+                     alive_ages_s: Iterable[float]) -> Lifetime | None:
+    """The lifetimes of a request's siblings, some still running.
+
+    A running sibling's lifetime is only known to exceed its age, so the
+    median is known once more than half have ended (None before); the p90,
+    when it falls on a running sibling, is the oldest running sibling's
+    age (a lower bound), and never below the median.
+    """
+    ended = np.sort(np.fromiter(ended_s, dtype=np.float64))
+    ages = np.fromiter(alive_ages_s, dtype=np.float64)
+    n = ended.shape[0] + ages.shape[0]
+    if not n or _rank(n, 0.5) >= ended.shape[0]:
+        return None
+    median = float(ended[_rank(n, 0.5)])
+    k = _rank(n, 0.9)
+    p90 = float(ended[k]) if k < ended.shape[0] else \
+        max(median, float(ages.max()))
+    return Lifetime(median, p90, float(n))
+
+
+def expected_end_s(start_s: float, now_s: float, life: Lifetime) -> float:
+    """When a VM started at ``start_s`` is expected to end, seen at
+    ``now_s``, re-predicted as it outlives each estimate.
+
+    Its group's median until then, its p90 after that, then doubling the
+    p90 each time it is outlived (long-lived VMs tend to live on). The
+    estimate is constant between the instants it is outlived, which lets
+    the simulator keep a host's busy period without recomputing it on
+    every request.
+    """
+    end = start_s + life.median_s
+    if now_s < end:
+        return end
+    span = max(life.p90_s, life.median_s, 1.0)
+    end = start_s + span
+    while now_s >= end:
+        span *= 2.0
+        end = start_s + span
+    return end
+
+
+class Lifetimes:
+    """Lifetime statistics by group, and the prediction order.
+
+    ``recent``: project -> its siblings' lifetimes (boots of the last
+    :data:`SIBLING_WINDOW_S`, :func:`sibling_lifetime`);
+    ``project_flavor``: (project, flavor name) -> lifetimes; ``project``
+    and ``flavor``: by project id and by flavor name.
+    """
+
+    __slots__ = ('recent', 'project_flavor', 'project', 'flavor')
+
+    def __init__(self, recent: Mapping[str, Lifetime] | None = None,
+                 project_flavor: Mapping[tuple[str, str], Lifetime]
+                 | None = None,
+                 project: Mapping[str, Lifetime] | None = None,
+                 flavor: Mapping[str, Lifetime] | None = None) -> None:
+        self.recent = recent or {}
+        self.project_flavor = project_flavor or {}
+        self.project = project or {}
+        self.flavor = flavor or {}
+
+    def for_instance(self, project_id: str, flavor: str) -> Lifetime | None:
+        """A running VM's lifetime distribution: its project and flavor,
+        else its project, else its flavor; None if nothing is known."""
+        life = self.project_flavor.get((project_id, flavor))
+        if life is None:
+            life = self.project.get(project_id)
+        if life is None:
+            life = self.flavor.get(flavor)
+        return life
+
+    def for_request(self, project_id: str, flavor: str) -> Lifetime | None:
+        """The request's: its siblings' first, else :meth:`for_instance`."""
+        life = self.recent.get(project_id)
+        return life if life is not None else \
+            self.for_instance(project_id, flavor)
+
+
+NO_LIFETIMES = Lifetimes()
+
+
 class UsageLookup:
     """Read-only access to usage data for feature building.
 
     The weigher fills it from the usage snapshot file
     (:mod:`nova_rl_weigher.snapshot`), the simulator from its own model.
     Missing hosts and projects are normal: the features say they are absent.
+    Schema v2's inputs: ``host_alloc`` (host -> vCPUs and RAM MB allocated
+    when the usage was sampled), ``host_peaks`` (host -> 24 h peak CPU and
+    memory use as fractions), ``project_peak_ratio`` (project -> its
+    highest used/allocated CPU over 24 h) and ``lifetimes``.
     """
 
-    __slots__ = ('hosts', 'project_cpu_ratio')
+    __slots__ = ('hosts', 'project_cpu_ratio', 'host_alloc', 'host_peaks',
+                 'project_peak_ratio', 'lifetimes')
 
     def __init__(self, hosts: Mapping[str, HostUsage] | None = None,
-                 project_cpu_ratio: Mapping[str, float] | None = None):
+                 project_cpu_ratio: Mapping[str, float] | None = None,
+                 host_alloc: Mapping[str, tuple[float, float]] | None = None,
+                 host_peaks: Mapping[str, tuple[float, float]] | None = None,
+                 project_peak_ratio: Mapping[str, float] | None = None,
+                 lifetimes: Lifetimes | None = None):
         self.hosts = hosts or {}
         self.project_cpu_ratio = project_cpu_ratio or {}
+        self.host_alloc = host_alloc or {}
+        self.host_peaks = host_peaks or {}
+        self.project_peak_ratio = project_peak_ratio or {}
+        self.lifetimes = lifetimes or NO_LIFETIMES
+
+    def request_signals(self, request: 'RequestView') -> 'RequestSignals':
+        """Schema v2's request inputs from this lookup."""
+        return RequestSignals(
+            self.lifetimes.for_request(request.project_id,
+                                       request.flavor_name),
+            self.project_peak_ratio.get(request.project_id))
 
 
 NO_USAGE = UsageLookup()
@@ -227,9 +446,85 @@ class HostColumns:
             mem_util_p95=use[:, 4])
 
 
+#: Per-host inputs of schema v2 (:class:`HostSignals`), NaN where unknown.
+SIGNAL_COLUMNS: tuple[str, ...] = (
+    'vcpus_at_sample', 'ram_mb_at_sample', 'cpu_peak_24h', 'mem_peak_24h',
+    'remaining_s')
+
+
+@dataclasses.dataclass(slots=True)
+class HostSignals:
+    """Schema v2's per-host inputs as float64 columns, NaN where unknown:
+    vCPUs and RAM MB allocated when the usage snapshot sampled the host,
+    its 24 h peak CPU and memory use (fractions of its physical size), and
+    the expected remaining life in seconds of its longest-lived holding
+    (0 for an empty host)."""
+
+    vcpus_at_sample: np.ndarray
+    ram_mb_at_sample: np.ndarray
+    cpu_peak_24h: np.ndarray
+    mem_peak_24h: np.ndarray
+    remaining_s: np.ndarray
+
+    def stacked(self) -> np.ndarray:
+        """``(len(SIGNAL_COLUMNS), N)`` float64, a row per field."""
+        return np.array([getattr(self, f) for f in SIGNAL_COLUMNS],
+                        dtype=np.float64).reshape(len(SIGNAL_COLUMNS), -1)
+
+    @classmethod
+    def from_usage(cls, names: Sequence[str], usage: UsageLookup,
+                   remaining_s: Sequence[float] | None = None
+                   ) -> 'HostSignals':
+        """The snapshot's signals for hosts ``names`` (NaN where the
+        snapshot lacks them) and the hosts' remaining life (NaN if None)."""
+        sig = np.full((len(SIGNAL_COLUMNS), len(names)), np.nan)
+        alloc = usage.host_alloc.get
+        peaks = usage.host_peaks.get
+        for i, name in enumerate(names):
+            a = alloc(name)
+            if a is not None:
+                sig[0:2, i] = a
+            p = peaks(name)
+            if p is not None:
+                sig[2:4, i] = p
+        if remaining_s is not None:
+            sig[4] = remaining_s
+        return cls(*sig)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestSignals:
+    """Schema v2's request inputs: its predicted lifetime and its
+    project's 24 h peak used/allocated CPU, None where unknown."""
+
+    life: Lifetime | None = None
+    project_peak_ratio: float | None = None
+
+
+NO_REQUEST_SIGNALS = RequestSignals()
+
+
+def host_remaining_s(now_s: float, holdings: Iterable[tuple[float,
+                                                            Lifetime | None]]
+                     ) -> float:
+    """Expected remaining life of a host's longest-lived holding, from
+    ``(start, lifetime distribution or None)`` per VM it holds: 0 for an
+    empty host, NaN when none of its VMs has a prediction."""
+    best = math.nan
+    empty = True
+    for start, life in holdings:
+        empty = False
+        if life is not None:
+            left = expected_end_s(start, now_s, life) - now_s
+            if not left <= best:
+                best = left
+    return 0.0 if empty else best
+
+
 # matrix_from_inputs fills a (feature, host) float64 array a few rows at a
 # time; these rows sit next to each other in FEATURES, as it relies on.
 _ROWS = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_NUM_V1 = SCHEMA_V1.num_features
 assert [_ROWS[n] for n in (
     'ram_free_frac', 'ram_free_after_frac', 'vcpu_free_frac',
     'vcpu_free_after_frac', 'disk_free_frac', 'disk_free_after_frac',
@@ -237,7 +532,7 @@ assert [_ROWS[n] for n in (
     'log1p_failed_builds', 'nova_weight', 'nova_weight_rel', 'req_vcpu_frac',
     'req_ram_frac', 'req_disk_frac', 'usage_present', 'cpu_util_mean',
     'cpu_util_p95', 'mem_util_mean', 'mem_util_p95', 'project_ratio_present',
-    'project_cpu_ratio', 'cpu_p95_after')] == list(range(NUM_FEATURES))
+    'project_cpu_ratio', 'cpu_p95_after')] == list(range(_NUM_V1))
 
 #: Rows of the ``inputs`` array of :func:`matrix_from_inputs`: the fields
 #: of :class:`HostColumns`, in order.
@@ -259,6 +554,9 @@ _COUNTS = _take('num_instances', 'num_io_ops', 'failed_builds')
 _USAGE = _take(*USAGE_COLUMNS)
 _VCPUS_TOTAL = _IN['vcpus_total']
 _VCPUS_USED = _IN['vcpus_used']
+_RAM_TOTAL = _IN['ram_total_mb']
+_RAM_FREE = _IN['ram_free_mb']
+_SIZES = _take('vcpus_total', 'ram_total_mb')
 _NOVA_WEIGHT = _IN['nova_weight']
 _USAGE_PRESENT = _IN['usage_present']
 _CPU_P95 = _IN['cpu_util_p95']
@@ -272,38 +570,53 @@ def _zero_where_not(out: np.ndarray, ok: np.ndarray) -> None:
 
 
 def compute_matrix(c: HostColumns, request: RequestView,
-                   project_cpu_ratio: float | None = None) -> np.ndarray:
+                   project_cpu_ratio: float | None = None, *,
+                   schema: Schema = SCHEMA,
+                   signals: HostSignals | None = None,
+                   request_signals: RequestSignals = NO_REQUEST_SIGNALS
+                   ) -> np.ndarray:
     """The feature matrix for hosts given as columns (vectorised core).
 
     ``project_cpu_ratio`` is the requesting project's measured used/allocated
-    CPU ratio, or None when unknown. Non-finite inputs are passed through on
-    purpose: the gate refuses a matrix that is not finite instead of
-    guessing a value.
+    CPU ratio, or None when unknown. ``schema`` says which columns: v1's
+    are exactly the first 24 of v2's, which adds the ``signals`` (all
+    unknown when None) and ``request_signals``. Non-finite inputs of v1's
+    columns are passed through on purpose: the gate refuses a matrix that
+    is not finite instead of guessing a value.
     """
     if len(c) == 0:
-        return np.empty((0, NUM_FEATURES), dtype=np.float32)
-    return matrix_from_inputs(c.stacked(), request, project_cpu_ratio)
+        return np.empty((0, schema.num_features), dtype=np.float32)
+    return matrix_from_inputs(
+        c.stacked(), request, project_cpu_ratio, schema=schema,
+        signals=None if signals is None else signals.stacked(),
+        request_signals=request_signals)
 
 
 def matrix_from_inputs(inputs: np.ndarray, request: RequestView,
-                       project_cpu_ratio: float | None = None) -> np.ndarray:
+                       project_cpu_ratio: float | None = None, *,
+                       schema: Schema = SCHEMA,
+                       signals: np.ndarray | None = None,
+                       request_signals: RequestSignals = NO_REQUEST_SIGNALS
+                       ) -> np.ndarray:
     """:func:`compute_matrix` of hosts given as one float64 array
     ``(len(INPUT_COLUMNS), N)``, a row per :class:`HostColumns` field (the
-    simulator keeps its cluster this way).
+    simulator keeps its cluster this way), and for schema v2 ``signals``
+    ``(len(SIGNAL_COLUMNS), N)`` (None: all unknown).
 
     The definition of every feature: each is computed in float64 as written
     here and rounded once to float32.
     """
     a = inputs
     n = a.shape[1]
+    width = schema.num_features
     if n == 0:
-        return np.empty((0, NUM_FEATURES), dtype=np.float32)
+        return np.empty((0, width), dtype=np.float32)
     req_vcpus = float(request.vcpus)
     req_ram = float(request.memory_mb)
     req_disk_mb = float(request.disk_gb) * 1024.0
     project_present = 0.0 if project_cpu_ratio is None else 1.0
     ratio = 1.0 if project_cpu_ratio is None else float(project_cpu_ratio)
-    t = np.empty((NUM_FEATURES, n))
+    t = np.empty((width, n))
 
     # Free capacity and free capacity after placement, over capacity, for
     # RAM, vCPUs and disk (rows 0-5). Capacity is the physical total times
@@ -360,24 +673,105 @@ def matrix_from_inputs(inputs: np.ndarray, request: RequestView,
     _zero_where_not(parts, ok)
     np.copyto(parts[0], a[_CPU_P95], where=a[_USAGE_PRESENT] > 0)
     np.add(parts[0], parts[1], out=t[23])
+    if width > _NUM_V1:
+        _signal_rows(t[_NUM_V1:], a, signals, request_signals)
 
-    out = np.empty((n, NUM_FEATURES), dtype=np.float32)
+    out = np.empty((n, width), dtype=np.float32)
     out[...] = t.T
     return out
 
 
+def _signal_rows(t: np.ndarray, a: np.ndarray, signals: np.ndarray | None,
+                 req: RequestSignals) -> None:
+    """Schema v2's rows (after v1's 24) into ``t``; every unknown input
+    gives its neutral value, so these rows are always finite."""
+    n = a.shape[1]
+    if signals is None:
+        signals = np.full((len(SIGNAL_COLUMNS), n), np.nan)
+    # Allocation placed since the usage sample (rows 0-1): what the usage
+    # does not show yet, signed (departures lower it), over physical size;
+    # 0 where the sample or the size is unknown.
+    since = t[0:2]
+    np.subtract(a[_VCPUS_USED], signals[0], out=since[0])
+    np.subtract(a[_RAM_TOTAL], a[_RAM_FREE], out=since[1])
+    np.subtract(since[1], signals[1], out=since[1])
+    size = a[_SIZES]
+    ok = (size > 0) & np.isfinite(since)
+    np.divide(since, size, out=since, where=ok)
+    _zero_where_not(since, ok)
+    # 24 h peaks (rows 2-4), present only when both are.
+    peaks = t[3:5]
+    np.copyto(peaks, signals[2:4])
+    present = np.isfinite(peaks).all(axis=0)
+    t[2] = present
+    _zero_where_not(peaks, present)
+    t[5] = 1.0 if req.project_peak_ratio is None \
+        else float(req.project_peak_ratio)
+    # The request's predicted life (rows 6-8).
+    life = req.life
+    median = 0.0
+    if life is None:
+        t[6:9] = 0.0
+    else:
+        median = float(life.median_s)
+        t[6] = 1.0
+        t[7] = math.log1p(max(median, 0.0))
+        t[8] = math.log1p(max(float(life.p90_s), 0.0))
+    # The host's remaining busy time (rows 9-10) and how far the request
+    # extends it, over the request's median life (row 11).
+    remaining = t[10]
+    np.maximum(signals[4], 0.0, out=remaining)
+    known = np.isfinite(remaining)
+    t[9] = known
+    _zero_where_not(remaining, known)
+    if median > 0:
+        np.subtract(median, remaining, out=t[11])
+        np.maximum(t[11], 0.0, out=t[11])
+        t[11] *= known / median
+    else:
+        t[11] = 0.0
+    np.log1p(remaining, out=remaining)
+
+
+#: A host's remaining-life reader: the lifetime statistics in, each
+#: candidate's :func:`host_remaining_s` out (the weigher reads Nova's
+#: ``HostState.instances``), called only for a schema that uses it.
+RemainingReader = Callable[[Lifetimes], Sequence[float]]
+
+
+def usage_matrix(names: Sequence[str], columns: HostColumns,
+                 request: RequestView, usage: UsageLookup, *,
+                 schema: Schema = SCHEMA,
+                 remaining: RemainingReader | None = None) -> np.ndarray:
+    """The feature matrix of ``schema`` for hosts ``names`` (``columns``
+    without usage) with everything else read from ``usage``: the one path
+    of the weigher and of :func:`build_matrix`. v1 reads nothing v2 adds."""
+    columns = columns.with_usage(names, usage)
+    ratio = usage.project_cpu_ratio.get(request.project_id)
+    if schema.num_features <= _NUM_V1:
+        return compute_matrix(columns, request, ratio, schema=schema)
+    return compute_matrix(
+        columns, request, ratio, schema=schema,
+        signals=HostSignals.from_usage(
+            names, usage,
+            None if remaining is None else remaining(usage.lifetimes)),
+        request_signals=usage.request_signals(request))
+
+
 def build_matrix(hosts: Sequence[HostView], request: RequestView,
-                 usage: UsageLookup = NO_USAGE) -> np.ndarray:
-    """Return the ``(len(hosts), NUM_FEATURES)`` float32 feature matrix."""
+                 usage: UsageLookup = NO_USAGE, *, schema: Schema = SCHEMA,
+                 remaining_s: Sequence[float] | None = None) -> np.ndarray:
+    """Return the ``(len(hosts), schema.num_features)`` float32 feature
+    matrix; ``remaining_s`` is each host's :func:`host_remaining_s`
+    (unknown when None)."""
     if not hosts:
-        return np.zeros((0, NUM_FEATURES), dtype=np.float32)
-    columns = HostColumns.from_views(hosts).with_usage(
-        [h.name for h in hosts], usage)
-    return compute_matrix(columns, request,
-                          usage.project_cpu_ratio.get(request.project_id))
+        return np.zeros((0, schema.num_features), dtype=np.float32)
+    return usage_matrix(
+        [h.name for h in hosts], HostColumns.from_views(hosts), request,
+        usage, schema=schema,
+        remaining=None if remaining_s is None else lambda _: remaining_s)
 
 
-def schema_description() -> dict:
+def schema_description(schema: Schema = SCHEMA) -> dict:
     """The schema as recorded in a policy manifest."""
-    return {'name': SCHEMA_NAME, 'version': SCHEMA_VERSION,
-            'hash': SCHEMA_HASH, 'features': list(FEATURE_NAMES)}
+    return schema.description()

@@ -259,6 +259,7 @@ def in_canary(instance_uuid: str, percent: float) -> bool:
 def out_of_range(policy: Policy, x: np.ndarray) -> str:
     """Name the first feature outside the training range, or ''."""
     low, high = policy.accepted_range
+    x = policy.columns(x)
     bad = (x < low) | (x > high)
     if not bad.any():
         return ''

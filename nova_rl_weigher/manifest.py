@@ -74,7 +74,7 @@ class Spec:
 
     __slots__ = ('ensemble_size', 'hidden', 'weights_file', 'sha256',
                  'mean', 'std', 'feature_min', 'feature_max', 'tolerance',
-                 'version', 'act', 'nova_weighers')
+                 'version', 'act', 'nova_weighers', 'schema')
 
     def __init__(self, **kw: Any) -> None:
         for k, v in kw.items():
@@ -247,15 +247,19 @@ def check_manifest(manifest: dict) -> Spec:
         raise ArtifactError(
             f'format_version {fileio.brief(version)} is not supported '
             f'(expected {FORMAT_VERSION})')
-    schema = manifest.get('feature_schema')
-    if not isinstance(schema, dict) or schema.get('hash') \
-            != features.SCHEMA_HASH:
-        name = schema.get('name') if isinstance(schema, dict) else schema
-        got = schema.get('hash') if isinstance(schema, dict) else None
+    schema_doc = manifest.get('feature_schema')
+    schema = features.SCHEMAS.get(schema_doc.get('hash')) \
+        if isinstance(schema_doc, dict) \
+        and isinstance(schema_doc.get('hash'), str) else None
+    if schema is None:
+        doc = schema_doc if isinstance(schema_doc, dict) else {}
+        name = doc.get('name') if doc else schema_doc
+        known = ', '.join(f'v{s.version} {h}'
+                          for h, s in features.SCHEMAS.items())
         raise ArtifactError(
-            f'feature schema {fileio.brief(name)} hash {fileio.brief(got)} '
-            f'does not match this weigher ({features.SCHEMA_NAME} '
-            f'v{features.SCHEMA_VERSION}, {features.SCHEMA_HASH})')
+            f'feature schema {fileio.brief(name)} hash '
+            f"{fileio.brief(doc.get('hash'))} does not match this weigher "
+            f'({features.SCHEMA_NAME} {known})')
     arch = manifest.get('architecture')
     if not isinstance(arch, dict) \
             or arch.get('name') != policy_mod.ARCHITECTURE:
@@ -266,7 +270,7 @@ def check_manifest(manifest: dict) -> Spec:
                       MAX_ENSEMBLE_SIZE)
     h = _positive_int(arch.get('hidden'), 'manifest architecture.hidden',
                       MAX_HIDDEN)
-    f = features.NUM_FEATURES
+    f = schema.num_features
     count = parameter_count(k, f, h)
     if count > MAX_PARAMETERS:
         raise ArtifactError(f'architecture of {k} members x {h} hidden units '
@@ -311,7 +315,8 @@ def check_manifest(manifest: dict) -> Spec:
     return Spec(ensemble_size=k, hidden=h, weights_file=weights_name,
                 sha256=sha, mean=mean, std=std, feature_min=fmin,
                 feature_max=fmax, tolerance=float(tolerance),
-                version=version_text, act=act, nova_weighers=nova_weighers)
+                version=version_text, act=act, nova_weighers=nova_weighers,
+                schema=schema)
 
 
 def parameter_count(k: int, f: int, h: int) -> int:

@@ -25,8 +25,8 @@ import zlib
 import numpy as np
 
 from nova_rl_weigher import fileio
-from nova_rl_weigher.manifest import MAX_ARRAYS
 from nova_rl_weigher.manifest import ArtifactError
+from nova_rl_weigher.manifest import MAX_ARRAYS
 
 
 def _zip_entry_count(data: bytes) -> int | None:

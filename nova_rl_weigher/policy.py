@@ -4,11 +4,11 @@ The network scores every candidate host from its own feature row and from a
 summary of the whole candidate set, so it is permutation-equivariant and works
 for any number of hosts (a Deep Sets scorer)::
 
-    z  = (x - mean) / std                         # (N, F) per-feature scaling
-    h1 = relu(z @ W1 + b1)                        # (N, H) per-host embedding
-    c  = mean over hosts of h1                    # (H,)   candidate-set context
-    h2 = relu(h1 @ W2 + c @ U2 + b2)              # (N, H)
-    s  = h2 @ w3 + b3                             # (N,)   score, higher wins
+    z  = (x - mean) / std                        # (N, F) per-feature scaling
+    h1 = relu(z @ W1 + b1)                       # (N, H) per-host embedding
+    c  = mean over hosts of h1                   # (H,)   candidate-set context
+    h2 = relu(h1 @ W2 + c @ U2 + b2)             # (N, H)
+    s  = h2 @ w3 + b3                            # (N,)   score, higher wins
 
 An ensemble of K members with independent weights is evaluated in one batch;
 their disagreement is what the gate reads as confidence. The trainer's torch
@@ -23,6 +23,8 @@ import os
 import threading
 
 import numpy as np
+
+from nova_rl_weigher import features
 
 ARCHITECTURE = 'deepsets-mlp-v1'
 
@@ -139,6 +141,20 @@ class Policy:
         object.__setattr__(self, '_b1_flat', self.params['b1'].reshape(-1))
 
     @property
+    def schema(self) -> features.Schema:
+        """The feature schema of its inputs (the one of its width; the
+        loader has checked the manifest declares it)."""
+        return features.schema_for_width(self.params['W1'].shape[1])
+
+    def columns(self, x: np.ndarray) -> np.ndarray:
+        """``x`` as this policy's inputs. Feature schemas only append
+        columns (v1's 24 are v2's first), so a matrix of a later schema is
+        read through its first columns: a v1 policy scores a v2 matrix
+        exactly as the v1 matrix."""
+        f = self.mean.shape[0]
+        return x if x.shape[-1] == f else x[..., :f]
+
+    @property
     def ensemble_size(self) -> int:
         return int(self.params['b3'].shape[0])
 
@@ -164,7 +180,7 @@ class Policy:
             h2 = max(h1 @ W2 + (context @ U2 + b2), 0); s = h2 @ w3 + b3
         """
         p = self.params
-        x = np.atleast_2d(x)
+        x = self.columns(np.atleast_2d(x))
         n = x.shape[0]
         key = self._workspace_key(x.dtype)
         ws = _POOL.take(key, n)
@@ -216,6 +232,7 @@ class Policy:
         the number of hosts.
         """
         p = self.params
+        x = self.columns(x)
         n, f = x.shape
         z = (x - self.mean) / self.std
         h1 = np.maximum(np.matmul(z, p['W1']) + p['b1'][:, None, :], 0.0)

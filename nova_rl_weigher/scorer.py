@@ -25,6 +25,7 @@ from nova_rl_weigher import conf
 from nova_rl_weigher import decision_log
 from nova_rl_weigher import features
 from nova_rl_weigher import gate
+from nova_rl_weigher import metrics
 from nova_rl_weigher import policy_store
 from nova_rl_weigher.ratelimit import RateLimitedLog
 from nova_rl_weigher import snapshot
@@ -59,6 +60,8 @@ class Settings:
     decision_log_file_mb: int = conf.default('decision_log_file_mb')
     decision_log_queue_size: int = conf.default('decision_log_queue_size')
     explain_top_k: int = conf.default('explain_top_k')
+    metrics_file: str = conf.default('metrics_file')
+    metrics_interval: float = conf.default('metrics_interval')
 
     @classmethod
     def from_conf(cls, group: Any) -> 'Settings':
@@ -72,6 +75,7 @@ class Outcome:
     applied: bool
     reason: str
     confidence: float = 0.0
+    policy_version: str | None = None
 
 
 class Scorer:
@@ -81,6 +85,7 @@ class Scorer:
         self.policies = policy_store.PolicyStore()
         self.snapshots = snapshot.SnapshotCache()
         self.decisions = decision_log.DecisionLog(on_drop=self._count_drop)
+        self.metrics = metrics.Metrics(self)
         self.errors = RateLimitedLog()
         self.notices = RateLimitedLog(interval_s=NOTICE_LOG_INTERVAL_S)
         self._stats_lock = threading.Lock()
@@ -130,18 +135,25 @@ class Scorer:
 
     def weigh(self, names: Sequence[str], columns: features.HostColumns,
               request: features.RequestView, settings: Settings,
-              nova_config: gate.NovaConfig | None = None) -> Outcome:
+              nova_config: gate.NovaConfig | None = None, *,
+              remaining: features.RemainingReader | None = None
+              ) -> Outcome:
         """Weights for the hosts (zeros when abstaining). Never raises.
 
         ``nova_config`` is the running Nova's weigher configuration, which
         the gate compares with the one the policy was trained for (None:
-        not compared).
+        not compared). ``remaining`` reads the hosts' remaining busy time
+        (:data:`features.RemainingReader`), only for a policy whose feature
+        schema uses it; None: unknown.
         """
+        started = time.perf_counter()
         try:
-            return self._weigh(names, columns, request, settings,
-                               nova_config)
+            outcome = self._weigh(names, columns, request, settings,
+                                  nova_config, remaining)
         except Exception:  # noqa: BLE001 - must never escape into Nova
-            return self._failed(len(names))
+            outcome = self._failed(len(names))
+        self.metrics.observe(time.perf_counter() - started, outcome, settings)
+        return outcome
 
     def _failed(self, n: int) -> Outcome:
         self._count('calls', 'errors', f'abstained.{gate.ERROR}')
@@ -151,7 +163,9 @@ class Scorer:
 
     def _weigh(self, names: Sequence[str], columns: features.HostColumns,
                request: features.RequestView, settings: Settings,
-               nova_config: gate.NovaConfig | None) -> Outcome:
+               nova_config: gate.NovaConfig | None,
+               remaining: features.RemainingReader | None = None
+               ) -> Outcome:
         n = len(names)
         if len(columns) != n:
             raise ValueError(f'{n} names for {len(columns)} hosts')
@@ -165,16 +179,19 @@ class Scorer:
             # abstention, not an error.
             policy = None
             snap_status, snap_detail = 'none', ''
-            x = np.zeros((0, features.NUM_FEATURES), dtype=np.float32)
+            x = np.zeros((0, features.SCHEMA.num_features), dtype=np.float32)
         else:
             policy = self.policies.get(settings.policy_path,
                                        settings.policy_check_interval_s)
             usage, snap_status, snap_detail = self.snapshots.get(
                 settings.usage_snapshot_path, settings.snapshot_max_age_s,
                 wall)
-            x = features.compute_matrix(
-                columns.with_usage(names, usage), request,
-                usage.project_cpu_ratio.get(request.project_id))
+            # The columns of the schema the policy declares (v1 policies:
+            # v1's, without reading what v2 adds).
+            x = features.usage_matrix(
+                names, columns, request, usage,
+                schema=features.SCHEMA if policy is None else policy.schema,
+                remaining=remaining)
         scores = None
         error = ''
         standing, note = gate.standing_verdict(policy, settings,
@@ -218,7 +235,8 @@ class Scorer:
             self._log(settings, names, columns, request, x, scores, policy,
                       weights,
                       decision, reason, verdict, detail, wall, elapsed_ms)
-        return Outcome(weights, applied, reason, decision.confidence)
+        return Outcome(weights, applied, reason, decision.confidence,
+                       policy.version if policy else None)
 
     def _notice(self, version: str, reason: str, detail: str) -> None:
         """Log, once per policy and reason (then at most once every
@@ -237,6 +255,7 @@ class Scorer:
              policy, weights, decision, reason, verdict, detail, wall,
              elapsed_ms) -> None:
         nova_weights = columns.nova_weight.tolist()
+        schema = features.schema_for_width(x.shape[1])
         top_k = settings.explain_top_k
         mode = settings.mode
 
@@ -259,7 +278,7 @@ class Scorer:
                 top = [int(i) for i in np.argsort(-mean)[:top_k]]
                 for i, effects in zip(top, policy.explain(x, top)):
                     why.append({'host': names[i], 'features': [
-                        {'feature': features.FEATURE_NAMES[j],
+                        {'feature': schema.names[j],
                          'value': rows[i][j], 'effect': effect}
                         for j, effect in effects]})
             return {
@@ -272,8 +291,8 @@ class Scorer:
                            'disk_gb': request.disk_gb},
                 'mode': mode,
                 'policy_version': policy.version if policy else None,
-                'feature_schema': features.SCHEMA_HASH,
-                'feature_names': list(features.FEATURE_NAMES),
+                'feature_schema': schema.hash,
+                'feature_names': list(schema.names),
                 'confidence': decision.confidence,
                 'gate': {'outcome': 'applied' if reason == gate.APPLIED
                          else 'abstained', 'reason': reason,

@@ -2,22 +2,42 @@
 
 A telemetry job is to write it atomically (:func:`write`: a
 temporary file, then a rename) from measured usage; the weigher only reads
-it. Format (version 1)::
+it. Format (version 2; version 1 is the same without the fields marked
+v2, and still reads)::
 
     {
-      "format_version": 1,
+      "format_version": 2,
       "generated_at": 1764000000.0,     # Unix seconds, or an ISO 8601 string
       "hosts": {
         "compute-01": {"cpu_util_mean": 0.31, "cpu_util_p95": 0.55,
-                       "mem_util_mean": 0.62, "mem_util_p95": 0.70}
+                       "mem_util_mean": 0.62, "mem_util_p95": 0.70,
+                       # v2: allocated when the usage was sampled
+                       "vcpus_allocated": 24, "ram_mb_allocated": 49152,
+                       # v2: highest sampled use over 24 h
+                       "cpu_util_peak_24h": 0.81, "mem_util_peak_24h": 0.75}
       },
       "projects": {
-        "<project id>": {"cpu_ratio": 0.4}   # used / allocated vCPU time
-      }
+        "<project id>": {"cpu_ratio": 0.4,   # used / allocated vCPU time
+                         "cpu_ratio_peak_24h": 0.7,                  # v2
+                         # v2: lifetimes of its VMs that ended
+                         "lifetime": {"median_s": 3600, "p90_s": 86400,
+                                      "count": 120},
+                         # v2: its boots of the last 10 minutes (the
+                         # siblings of a request), only when more than
+                         # half have ended (features.sibling_lifetime)
+                         "recent_lifetime": {"median_s": 300, "p90_s": 420,
+                                             "count": 8},
+                         # v2: its lifetimes per flavor name
+                         "flavors": {"m1.small": {"lifetime": {...}}}}
+      },
+      "flavors": {"m1.small": {"lifetime": {...}}}                    # v2
     }
 
 Host keys are Nova compute host names; utilisations are fractions of the
-host's physical cores and RAM. Hosts and projects absent from the snapshot
+host's physical cores and RAM. Every v2 field is optional: the allocation
+pair and the peak pair count only when both are there (like the four
+usage fields), a missing lifetime is unknown, and the features say so. Hosts
+and projects absent from the snapshot
 are normal (new hosts, quiet projects): their features say "absent". A stale
 or unreadable snapshot is reported to the caller, which abstains.
 
@@ -48,7 +68,9 @@ from typing import Any, NamedTuple
 from nova_rl_weigher import features
 from nova_rl_weigher import fileio
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions the reader accepts (v1: without the v2 fields).
+READ_VERSIONS = (1, 2)
 #: Largest snapshot read, checked before reading. A snapshot for 10,000
 #: hosts and 10,000 projects is about 2 MB; 32 MiB leaves room for clouds
 #: ten times larger while bounding the memory a hostile file can make the
@@ -65,6 +87,9 @@ UNAVAILABLE = 'unavailable'  # configured, but missing or malformed
 
 _HOST_KEYS = ('cpu_util_mean', 'cpu_util_p95', 'mem_util_mean',
               'mem_util_p95')
+_ALLOC_KEYS = ('vcpus_allocated', 'ram_mb_allocated')
+_PEAK_KEYS = ('cpu_util_peak_24h', 'mem_util_peak_24h')
+_LIFETIME_KEYS = ('median_s', 'p90_s', 'count')
 
 
 class SnapshotError(ValueError):
@@ -109,12 +134,13 @@ def parse_generated_at(value: Any) -> float:
     return _number(value, 'generated_at')
 
 
-def _section(doc: dict, name: str) -> dict:
+def _section(doc: dict, name: str, where: str = '') -> dict:
     value = doc.get(name)
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise SnapshotError(f'{name}: {_brief(value)} is not an object')
+        raise SnapshotError(f'{where or name}: {_brief(value)} is not an '
+                            'object')
     return value
 
 
@@ -127,34 +153,93 @@ def parse(doc: Any) -> tuple[float, features.UsageLookup]:
         raise SnapshotError('top level is not a JSON object')
     version = doc.get('format_version', FORMAT_VERSION)
     if isinstance(version, bool) or not isinstance(version, int) \
-            or version != FORMAT_VERSION:
+            or version not in READ_VERSIONS:
         raise SnapshotError(f'format_version {_brief(version)} is not '
                             'supported')
     if 'generated_at' not in doc:
         raise SnapshotError('generated_at is missing')
     generated_at = parse_generated_at(doc['generated_at'])
     hosts = {}
-    for name, entry in _section(doc, 'hosts').items():
-        if not isinstance(entry, dict):
-            raise SnapshotError(f'hosts.{_key(name)}: {_brief(entry)} is not '
-                                'an object')
-        # A partial entry is treated like an absent host, not an error: a
-        # metric source may lag for one host while the rest are current.
-        if not all(k in entry for k in _HOST_KEYS):
-            continue
-        hosts[str(name)] = features.HostUsage(
-            *(_number(entry[k], f'hosts.{_key(name)}.{k}')
-              for k in _HOST_KEYS))
+    host_alloc = {}
+    host_peaks = {}
+    for name, entry in _entries(doc, 'hosts'):
+        where = f'hosts.{_key(name)}'
+        usage = _group(entry, _HOST_KEYS, where)
+        if usage is not None:
+            hosts[name] = features.HostUsage(*usage)
+        alloc = _group(entry, _ALLOC_KEYS, where)
+        if alloc is not None:
+            host_alloc[name] = alloc
+        peaks = _group(entry, _PEAK_KEYS, where)
+        if peaks is not None:
+            host_peaks[name] = peaks
     projects = {}
-    for pid, entry in _section(doc, 'projects').items():
+    project_peak = {}
+    by_project = {}
+    recent = {}
+    project_flavor = {}
+    for pid, entry in _entries(doc, 'projects'):
+        where = f'projects.{_key(pid)}'
+        if 'cpu_ratio' in entry:
+            projects[pid] = _number(entry['cpu_ratio'], f'{where}.cpu_ratio')
+        if 'cpu_ratio_peak_24h' in entry:
+            project_peak[pid] = _number(entry['cpu_ratio_peak_24h'],
+                                        f'{where}.cpu_ratio_peak_24h')
+        _put_lifetime(by_project, pid, entry, 'lifetime', where)
+        _put_lifetime(recent, pid, entry, 'recent_lifetime', where)
+        for flavor, fentry in _entries(entry, 'flavors', where):
+            _put_lifetime(project_flavor, (pid, flavor), fentry, 'lifetime',
+                          f'{where}.flavors.{_key(flavor)}')
+    by_flavor = {}
+    for flavor, entry in _entries(doc, 'flavors'):
+        _put_lifetime(by_flavor, flavor, entry, 'lifetime',
+                      f'flavors.{_key(flavor)}')
+    return generated_at, features.UsageLookup(
+        hosts, projects, host_alloc=host_alloc, host_peaks=host_peaks,
+        project_peak_ratio=project_peak,
+        lifetimes=features.Lifetimes(recent, project_flavor, by_project,
+                                     by_flavor))
+
+
+def _entries(doc: dict, name: str, where: str = ''):
+    """``(key, object)`` of section ``name``; anything not an object there
+    is a :class:`SnapshotError`."""
+    path = f'{where}.{name}' if where else name
+    for key, entry in _section(doc, name, path).items():
         if not isinstance(entry, dict):
-            raise SnapshotError(f'projects.{_key(pid)}: {_brief(entry)} is '
-                                'not an object')
-        if 'cpu_ratio' not in entry:
-            continue
-        projects[str(pid)] = _number(entry['cpu_ratio'],
-                                     f'projects.{_key(pid)}.cpu_ratio')
-    return generated_at, features.UsageLookup(hosts, projects)
+            raise SnapshotError(f'{path}.{_key(key)}: {_brief(entry)} is not '
+                                'an object')
+        yield str(key), entry
+
+
+def _group(entry: dict, keys: tuple[str, ...], where: str
+           ) -> tuple[float, ...] | None:
+    """The numbers at ``keys``, or None unless all are there: a partial
+    group is treated as absent, not an error (a metric source may lag for
+    one host while the rest are current)."""
+    if not all(k in entry for k in keys):
+        return None
+    return tuple(_number(entry[k], f'{where}.{k}') for k in keys)
+
+
+def _put_lifetime(out: dict, key: Any, entry: dict, name: str,
+                  where: str) -> None:
+    """``entry[name]`` as a :class:`features.Lifetime` into ``out[key]``,
+    if there; a median above the p90 or a count below 1 is an error."""
+    value = entry.get(name)
+    if value is None:
+        return
+    where = f'{where}.{name}'
+    if not isinstance(value, dict):
+        raise SnapshotError(f'{where}: {_brief(value)} is not an object')
+    stats = _group(value, _LIFETIME_KEYS, where)
+    if stats is None:
+        raise SnapshotError(f'{where}: needs ' + ', '.join(_LIFETIME_KEYS))
+    median, p90, count = stats
+    if median > p90 or count < 1:
+        raise SnapshotError(f'{where}: median_s {median:g} above p90_s '
+                            f'{p90:g} or count {count:g} below 1')
+    out[key] = features.Lifetime(median, p90, count)
 
 
 def decode(data: bytes) -> Any:
@@ -182,10 +267,13 @@ def load(path: str) -> tuple[float, features.UsageLookup]:
 
 
 def write(path: str, generated_at: float, hosts: dict[str, dict],
-          projects: dict[str, dict]) -> None:
+          projects: dict[str, dict],
+          flavors: dict[str, dict] | None = None) -> None:
     """Write a snapshot atomically, after checking it as the reader would."""
     doc = {'format_version': FORMAT_VERSION, 'generated_at': generated_at,
            'hosts': hosts, 'projects': projects}
+    if flavors:
+        doc['flavors'] = flavors
     parse(doc)
     fileio.atomic_write(path, json.dumps(doc))
 

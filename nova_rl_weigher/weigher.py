@@ -9,15 +9,21 @@ Nova's standard combined score when this weigher runs::
 This module only turns Nova's ``HostState``/``RequestSpec`` into the views the
 feature code reads, and the scheduler's ``[filter_scheduler]`` weigher
 configuration into a :class:`nova_rl_weigher.gate.NovaConfig`, and hands them
-to :class:`nova_rl_weigher.scorer.Scorer`.
+to :class:`nova_rl_weigher.scorer.Scorer`. For a policy of feature schema v2
+it also reads each host's ``HostState.instances`` (``launched_at``,
+``project_id`` and, when loaded, ``flavor``: never a lazy load) for the
+hosts' remaining busy time (:func:`remaining_reader`); the request's
+siblings come from the usage snapshot's per-project recent boots.
 Nothing may escape from here: Nova does not catch weigher exceptions and the
 instance would go to ERROR.
-"""
+"""  # noqa: E501 - the weight_classes line is copied whole
 
 from __future__ import annotations
 
+import datetime
 import math
 import threading
+import time
 
 import numpy as np
 
@@ -161,6 +167,48 @@ def host_columns(weighed_hosts) -> tuple[list[str], features.HostColumns]:
     return names, features.HostColumns.from_arrays(base)
 
 
+def _start_s(instance, now: float) -> float:
+    """When an instance started (``launched_at``), in Unix seconds; one not
+    launched yet is starting now."""
+    launched = _field(instance, 'launched_at')
+    if launched is None:
+        return now
+    if launched.tzinfo is None:
+        launched = launched.replace(tzinfo=datetime.timezone.utc)
+    return launched.timestamp()
+
+
+def _holdings(host_state, lifetimes: features.Lifetimes, now: float):
+    """``(start, lifetime distribution)`` of each instance on the host.
+
+    Only fields already loaded are read (``_field``): a lazy load would
+    be a database call per instance inside the scheduling call, so an
+    instance without its flavor is predicted from its project alone.
+    """
+    for inst in (host_state.instances or {}).values():
+        flavor = _field(inst, 'flavor')
+        name = '' if flavor is None else str(_field(flavor, 'name', ''))
+        yield _start_s(inst, now), lifetimes.for_instance(
+            str(_field(inst, 'project_id', '')), name)
+
+
+def remaining_reader(weighed_hosts, now: float
+                     ) -> features.RemainingReader:
+    """The hosts' remaining busy time (:func:`features.host_remaining_s`)
+    from ``HostState.instances``, read only when the policy's schema uses
+    it; a host whose instances cannot be read is unknown (NaN)."""
+    def read(lifetimes: features.Lifetimes) -> list[float]:
+        out = []
+        for w in weighed_hosts:
+            try:
+                out.append(features.host_remaining_s(
+                    now, _holdings(w.obj, lifetimes, now)))
+            except Exception:  # noqa: BLE001 - unknown, not a failure
+                out.append(math.nan)
+        return out
+    return read
+
+
 def _field(obj, name: str, default=None):
     """A versioned object's field, or ``default`` when it is not set."""
     try:
@@ -243,8 +291,9 @@ class RLWeigher(weights.BaseHostWeigher):
                 'nova_config', 'rl_weigher: could not read '
                 "[filter_scheduler]'s weighers, not comparing them with the "
                 "policy's", exc_info=True)
-        outcome = self.scorer.weigh(names, columns, request, settings,
-                                    running)
+        outcome = self.scorer.weigh(
+            names, columns, request, settings, running,
+            remaining=remaining_reader(weighed_obj_list, time.time()))
         if outcome.applied:
             # Read once per call: Nova asks for every host.
             local.default_multiplier = self._configured_multiplier()

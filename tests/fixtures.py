@@ -29,7 +29,9 @@ def wide_ranges(width: float = 1e6) -> tuple[np.ndarray, np.ndarray]:
 
 
 def linear_params(feature_weights: Mapping[str, float], ensemble_size: int,
-                  agreement: bool = True) -> dict[str, np.ndarray]:
+                  agreement: bool = True,
+                  schema: features.Schema = features.SCHEMA
+                  ) -> dict[str, np.ndarray]:
     """Deep Sets parameters that compute ``sum(w_f * x_f)`` exactly.
 
     Two hidden units per feature carry ``relu(x)`` and ``relu(-x)``, whose
@@ -37,7 +39,7 @@ def linear_params(feature_weights: Mapping[str, float], ensemble_size: int,
     odd members score the negated function.
     """
     names = list(feature_weights)
-    f, k = features.NUM_FEATURES, ensemble_size
+    f, k = schema.num_features, ensemble_size
     h = max(2 * len(names), 1)
     params = {
         'W1': np.zeros((k, f, h)), 'b1': np.zeros((k, h)),
@@ -63,16 +65,20 @@ def make_linear_policy(path: str, feature_weights: Mapping[str, float],
                        feature_min: np.ndarray | None = None,
                        feature_max: np.ndarray | None = None,
                        objective: str = 'test',
-                       policy_version: str | None = None) -> str:
+                       policy_version: str | None = None,
+                       schema: features.Schema = features.SCHEMA) -> str:
     """Write a linear test policy to directory ``path`` and return ``path``.
 
     Feature ranges default to very wide, so the out-of-range check never
-    fires unless the test passes its own ranges.
+    fires unless the test passes its own ranges. ``schema`` picks the
+    feature schema (the weights' width).
     """
+    f = schema.num_features
     lo, hi = wide_ranges()
-    f = features.NUM_FEATURES
+    lo, hi = lo[:f], hi[:f]
     artifact.write_artifact(
-        path, linear_params(feature_weights, ensemble_size, agreement),
+        path, linear_params(feature_weights, ensemble_size, agreement,
+                            schema),
         mean=np.zeros(f), std=np.ones(f),
         feature_min=lo if feature_min is None else feature_min,
         feature_max=hi if feature_max is None else feature_max,
@@ -82,6 +88,10 @@ def make_linear_policy(path: str, feature_weights: Mapping[str, float],
         policy_version=policy_version)
     return path
 
+
+#: A feature-schema v1 policy (the bundled policy of release 1, 24
+#: features), kept so v1 artifacts stay loadable and scored as before.
+V1_POLICY_PATH = os.path.join(os.path.dirname(__file__), 'data', 'policy-v1')
 
 HOST_VCPUS = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128)
 RAM_GB_PER_VCPU = (1, 2, 4, 8)
@@ -95,8 +105,9 @@ def random_candidates(rng: np.random.Generator, n: int
     """One synthetic weighing call: a request and n hosts that fit it."""
     vcpus, ram_gb = FLAVORS[rng.integers(len(FLAVORS))]
     request = features.RequestView(
-        vcpus=vcpus, memory_mb=ram_gb * 1024, disk_gb=float(
-            rng.choice([0, 10, 20, 40, 80])), project_id='p%d' % rng.integers(4))
+        vcpus=vcpus, memory_mb=ram_gb * 1024,
+        disk_gb=float(rng.choice([0, 10, 20, 40, 80])),
+        project_id='p%d' % rng.integers(4))
     cpu_ratio = float(rng.choice([1.0, 2.0, 4.0, 16.0]))
     ram_ratio = float(rng.choice([1.0, 1.0, 1.5]))
     hosts, usage_hosts = [], {}
@@ -132,8 +143,9 @@ def random_candidates(rng: np.random.Generator, n: int
     x0 = features.build_matrix(hosts, request)
     i = features.FEATURE_INDEX
     for h, row in zip(hosts, x0):
-        h.nova_weight = float(row[i['ram_free_frac']] + row[i['vcpu_free_frac']]
-                              + row[i['disk_free_frac']]) * rng.uniform(0.9, 1.1)
+        weight = float(row[i['ram_free_frac']] + row[i['vcpu_free_frac']]
+                       + row[i['disk_free_frac']])
+        h.nova_weight = weight * rng.uniform(0.9, 1.1)
     projects = ({request.project_id: float(rng.uniform(0.05, 1.0))}
                 if rng.random() < 0.5 else {})
     return hosts, request, features.UsageLookup(usage_hosts, projects)

@@ -12,9 +12,15 @@ export HYPOTHESIS_STORAGE_DIRECTORY
 trap 'rm -rf "$HYPOTHESIS_STORAGE_DIRECTORY"' EXIT
 
 status=0
+# Operator documentation (Sphinx, warnings as errors) and reno lint; installs
+# doc/requirements.txt into .venv (tests/unit/test_docs.py renders with it).
+bash tools/build-docs.sh || status=$?
+# flake8 with OpenStack's hacking checks (bashate and ShellCheck run in
+# tests/devstack/test_lint.py).
+bash tools/lint-python.sh || status=$?
 # Nova must be monkey patched before anything else imports, so the tests
 # that run a real Nova get a process of their own.
-python -m pytest -q -p no:cacheprovider tests/unit tests/trainer || status=$?
+python -m pytest -q -p no:cacheprovider tests/unit tests/trainer tests/devstack || status=$?
 python -m pytest -q -p no:cacheprovider tests/functional || status=$?
 # 32 threads weighing for SOAK_SECONDS (default 60) while the policy and
 # snapshot files are replaced by every method.

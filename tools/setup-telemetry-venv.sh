@@ -178,8 +178,9 @@ fi
 
 # The stamp holds what was installed: the same lists and interpreter mean
 # nothing to do.
-want=$(printf '%s\n%s\n%s\n' "$("$PYTHON" -c 'import sys; print(sys.version)')" \
-       "$REQUIREMENTS" "$CONSTRAINTS" | sha256sum | cut -d' ' -f1)
+want=$(printf '%s\n%s\n%s\n' \
+    "$("$PYTHON" -c 'import sys; print(sys.version)')" \
+    "$REQUIREMENTS" "$CONSTRAINTS" | sha256sum | cut -d' ' -f1)
 stamp="$VENV/.installed"
 if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
         && [ -x "$VENV/bin/uwsgi" ] && [ -x "$VENV/bin/gnocchi-metricd" ]; then

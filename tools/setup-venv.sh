@@ -1,9 +1,11 @@
 # Sourced by the tools/*.sh scripts: create and activate .venv with the
 # project, the trainer and the test requirements installed. Idempotent.
+# shellcheck shell=bash
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
+# shellcheck source=/dev/null
 . .venv/bin/activate
 # torch is pinned in trainer/requirements.txt: 2.13.0 is the CPU build this
 # machine holds; an unpinned torch would pull a multi-GB CUDA build.

@@ -106,6 +106,17 @@ class State:
     sim_choice: int                   # host index, gated bundled policy
     sim_verdict: str                  # 'applied' or the abstention reason
     sim_default_choice: int           # host index, nova-default baseline
+    # Feature schema v2 (the simulator's signals and what makes them):
+    sim_features_v2: np.ndarray       # (N, 36) float32
+    now: float                        # simulated time of the request
+    signals: np.ndarray               # candidates' features.SIGNAL_COLUMNS
+    request_life: object              # features.Lifetime | None
+    siblings: object                  # features.Lifetime | None
+    project_peak: float | None
+    lifetimes: object                 # features.Lifetimes measured so far
+    # Per candidate: (project id, flavor name, start, predicted-from
+    # lifetime) of each VM it holds.
+    holdings: list
 
     @property
     def position(self) -> int:
@@ -175,6 +186,8 @@ def sample_run(run: Run, tmp_dir: str, cache: dict) -> list[State]:
     # The bundled policy reads the usage snapshot: maintain it from the
     # first event, as a run of that policy would.
     sim.enable_usage()
+    # And schema v2's signals from the first event, as a v2 policy would.
+    sim.keep_signals()
     gated = policies.make_policy('bundled')
     default = policies.make_policy('nova-default')
     player = policies.make_policy(run.baseline)
@@ -203,8 +216,17 @@ def sample_run(run: Run, tmp_dir: str, cache: dict) -> list[State]:
 
 
 def _capture(run, sim, vm, fit, decision, gated, default) -> State:
-    cand, x, nova_w = sim.candidate_features(vm, fit)
+    from nova_rl_weigher import features
+    cand, x, nova_w = sim.candidate_features(vm, fit, features.SCHEMA_V1)
     cand = np.asarray(cand)
+    _, x2, _ = sim.candidate_features(vm, fit, features.SCHEMA_V2)
+    req_signals = sim.request_signals(vm)
+    trace = sim.workload.trace
+    flavor_names = sim.workload.life.flavor_names
+    holdings = [[(trace.project_ids[trace.project[v]],
+                  flavor_names[sim.workload.life.flavor[v]], start, life)
+                 for v, start, life in sim.holdings(int(h))]
+                for h in cand]
     rows = {name: np.array(sim.cols[i][cand], dtype=np.float64)
             for name, i in _ROW.items()}
     before = (gated.applied, collections.Counter(gated.abstained))
@@ -219,7 +241,12 @@ def _capture(run, sim, vm, fit, decision, gated, default) -> State:
         sim_features=np.array(x, copy=True),
         sim_nova_weights=np.array(nova_w, dtype=np.float64, copy=True),
         sim_choice=choice, sim_verdict=verdict,
-        sim_default_choice=int(default.choose(vm, fit)))
+        sim_default_choice=int(default.choose(vm, fit)),
+        sim_features_v2=np.array(x2, copy=True), now=float(sim.now),
+        signals=sim.host_signals(cand).copy(),
+        request_life=req_signals.life, siblings=sim.siblings(vm),
+        project_peak=req_signals.project_peak_ratio,
+        lifetimes=sim.lifetime_tables(), holdings=holdings)
 
 
 def sample_states(tmp_dir: str, runs=RUNS) -> list[State]:
@@ -229,6 +256,45 @@ def sample_states(tmp_dir: str, runs=RUNS) -> list[State]:
     for run in runs:
         states.extend(sample_run(run, tmp_dir, cache))
     return states
+
+
+def _life(life) -> dict:
+    return {'median_s': life.median_s, 'p90_s': life.p90_s,
+            'count': life.count}
+
+
+def snapshot_v2(state: State) -> dict:
+    """A version 2 usage snapshot document holding what the simulator's
+    signals read for this request: v1's entries, each candidate's
+    allocation at the last sample and 24 h peaks, the project's peak
+    ratio and siblings, and the lifetimes measured so far."""
+    hosts, projects = snapshot_entries(state)
+    sig = state.signals
+    for i, name in enumerate(state.names):
+        entry = hosts.setdefault(name, {})
+        if np.isfinite(sig[0:2, i]).all():
+            entry['vcpus_allocated'] = float(sig[0, i])
+            entry['ram_mb_allocated'] = float(sig[1, i])
+        if np.isfinite(sig[2:4, i]).all():
+            entry['cpu_util_peak_24h'] = float(sig[2, i])
+            entry['mem_util_peak_24h'] = float(sig[3, i])
+    lt = state.lifetimes
+    for pid, life in lt.project.items():
+        projects.setdefault(pid, {})['lifetime'] = _life(life)
+    for (pid, flavor), life in lt.project_flavor.items():
+        projects.setdefault(pid, {}).setdefault('flavors', {})[flavor] = {
+            'lifetime': _life(life)}
+    pid = state.request.project_id
+    if state.project_peak is not None:
+        projects.setdefault(pid, {})['cpu_ratio_peak_24h'] = \
+            state.project_peak
+    if state.siblings is not None:
+        projects.setdefault(pid, {})['recent_lifetime'] = _life(
+            state.siblings)
+    return {'format_version': 2, 'generated_at': state.now, 'hosts': hosts,
+            'projects': projects,
+            'flavors': {f: {'lifetime': _life(life)}
+                        for f, life in lt.flavor.items()}}
 
 
 def snapshot_entries(state: State) -> tuple[dict, dict]:

@@ -5,16 +5,16 @@ These need nova importable but no running services: Nova's real
 """
 
 import numpy as np
-import pytest
 from oslo_config import cfg
+import pytest
 
 from nova import objects
 from nova.scheduler import weights
 from nova.tests.unit.scheduler import fakes
 
 from nova_rl_weigher import features
-from tests import fixtures as testing
 from nova_rl_weigher import weigher as rl
+from tests import fixtures as testing
 
 CONF = cfg.CONF
 objects.register_all()
@@ -38,7 +38,8 @@ def spec(**kw):
         flavor=objects.Flavor(vcpus=2, memory_mb=2048, root_gb=10,
                               ephemeral_gb=5, swap=1024, name='m1.small',
                               extra_specs={}),
-        project_id='proj', instance_uuid='11111111-2222-4333-8444-555555555555',
+        project_id='proj',
+        instance_uuid='11111111-2222-4333-8444-555555555555',
         image=objects.ImageMeta.from_dict({'properties': {}}),
         instance_group=None, is_bfv=False, scheduler_hints={})
     base.update(kw)

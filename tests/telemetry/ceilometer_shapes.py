@@ -28,8 +28,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import math
-import uuid
 from typing import Sequence
+import uuid
 
 import numpy as np
 

@@ -15,8 +15,8 @@ import csv
 import io
 import json
 import os
-import sys
 from pathlib import Path
+import sys
 
 import pytest
 

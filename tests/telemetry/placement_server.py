@@ -13,11 +13,11 @@ Nova's compute service does.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 import tempfile
 import uuid as uuid_mod
-from pathlib import Path
 
 import pytest
 

@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import base64
 import os
+from pathlib import Path
 import shutil
 import ssl
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-from tests.telemetry.servers import ServerError
-from tests.telemetry.servers import TELEMETRY_VENV
 from tests.telemetry.servers import free_port
 from tests.telemetry.servers import run
+from tests.telemetry.servers import ServerError
 from tests.telemetry.servers import stop_group
+from tests.telemetry.servers import TELEMETRY_VENV
 from tests.telemetry.servers import wait_until
 
 PROMETHEUS = os.environ.get('NOVA_RL_PROMETHEUS', '/usr/bin/prometheus')

@@ -32,8 +32,8 @@ import logging
 import os
 import sys
 import tempfile
-import uuid
 from urllib import parse as urlparse
+import uuid
 
 
 class _Errors(logging.Handler):

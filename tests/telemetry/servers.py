@@ -25,6 +25,7 @@ import base64
 import glob
 import json
 import os
+from pathlib import Path
 import pwd
 import shutil
 import signal
@@ -35,7 +36,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -290,14 +290,14 @@ class GnocchiApi:
         # front instead, which holds a failed request for its 60 s
         # http-timeout before dropping it; without it the drop is at once.
         return [str(self.venv / 'bin' / 'uwsgi'),
-               '--http11-socket', f'127.0.0.1:{self.port}',
-               '--master', '--processes', '2', '--threads', '2',
-               '--lazy-apps', '--need-app', '--die-on-term',
-               '--enable-threads', '--thunder-lock', '--chdir', '/',
-               '--home', str(self.venv),
-               '--wsgi', 'gnocchi.rest.wsgi',
-               '--pyargv', f'--config-file {self.conf}',
-               '--disable-logging', '--log-4xx', '--log-5xx']
+                '--http11-socket', f'127.0.0.1:{self.port}',
+                '--master', '--processes', '2', '--threads', '2',
+                '--lazy-apps', '--need-app', '--die-on-term',
+                '--enable-threads', '--thunder-lock', '--chdir', '/',
+                '--home', str(self.venv),
+                '--wsgi', 'gnocchi.rest.wsgi',
+                '--pyargv', f'--config-file {self.conf}',
+                '--disable-logging', '--log-4xx', '--log-5xx']
 
     def stop(self) -> None:
         # The API keeps no state: after 2 s of uWSGI's graceful stop,

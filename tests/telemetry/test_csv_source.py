@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from nova_rl_trainer.simulation import trace_files
-from nova_rl_trainer.telemetry import sources
 from nova_rl_trainer.telemetry.ingest import TRACE_COLUMNS
+from nova_rl_trainer.telemetry import sources
 from tests.telemetry.conftest import run_ingest
 
 TRACE = """\
@@ -87,7 +87,6 @@ def test_unwritable_output_is_one_line(trace, tmp_path):
     assert run.error.startswith(
         f'nova-rl-trainer: error: cannot write {out}: ')
     assert blocker.read_text() == 'not a directory'
-
 
 
 def test_ingested_trace_is_a_csv_source(trace, tmp_path):

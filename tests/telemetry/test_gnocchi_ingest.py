@@ -15,9 +15,12 @@ import numpy as np
 import pytest
 
 from nova_rl_trainer.telemetry import gnocchi_source
-from nova_rl_trainer.telemetry import sources
 from nova_rl_trainer.telemetry.ingest import TRACE_COLUMNS
-from tests.telemetry.ceilometer_shapes import Vm, iso, samples_of, vm_uuid
+from nova_rl_trainer.telemetry import sources
+from tests.telemetry.ceilometer_shapes import iso
+from tests.telemetry.ceilometer_shapes import samples_of
+from tests.telemetry.ceilometer_shapes import Vm
+from tests.telemetry.ceilometer_shapes import vm_uuid
 from tests.telemetry.servers import http_json
 
 G = 300.0

@@ -223,7 +223,8 @@ def test_shared_session_and_endpoint_override(cloud, clean_env):
     source's own session (service type switched to placement) and
     `--placement-endpoint` overrides where: here the session's plugin
     points nowhere, the override at Placement."""
-    from keystoneauth1 import session, token_endpoint
+    from keystoneauth1 import session
+    from keystoneauth1 import token_endpoint
     from nova_rl_trainer.telemetry import auth
     from nova_rl_trainer.telemetry import placement as placement_mod
     from nova_rl_trainer.telemetry.sources import SourceError

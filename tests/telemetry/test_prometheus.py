@@ -33,22 +33,24 @@ import http.server
 import json
 import math
 import os
+from pathlib import Path
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from nova_rl_trainer.simulation import policies
-from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.telemetry.ingest import TRACE_COLUMNS
+from tests.telemetry.ceilometer_shapes import iso
+from tests.telemetry.ceilometer_shapes import Vm
+from tests.telemetry.ceilometer_shapes import vm_uuid
+from tests.telemetry.conftest import run_ingest
 from tests.telemetry import prometheus_cloud as pc
 from tests.telemetry import prometheus_server as ps
-from tests.telemetry.ceilometer_shapes import Vm, iso, vm_uuid
-from tests.telemetry.conftest import run_ingest
 from tests.telemetry.servers import ServerError
 
 pytestmark = pytest.mark.skipif(ps.missing_binaries() is not None,

@@ -20,8 +20,11 @@ import pytest
 
 from nova_rl_weigher import features
 from nova_rl_weigher import snapshot as weigher_snapshot
+from tests.telemetry.ceilometer_shapes import iso
+from tests.telemetry.ceilometer_shapes import samples_of
+from tests.telemetry.ceilometer_shapes import Vm
+from tests.telemetry.ceilometer_shapes import vm_uuid
 from tests.telemetry import cli_runner
-from tests.telemetry.ceilometer_shapes import Vm, iso, samples_of, vm_uuid
 from tests.telemetry.placement_server import clouds_yaml
 from tests.telemetry.placement_server import inventory
 from tests.telemetry.placement_server import placement  # noqa: F401
@@ -142,7 +145,7 @@ def check_written_snapshot(path, written, warnings):
     """The file the weigher reads: hosts (Nova's names), fractions, the
     projects' ratios; read back with the weigher's own reader."""
     doc = json.loads(open(path, encoding='utf-8').read())
-    assert doc['format_version'] == 1
+    assert doc['format_version'] == 2
     assert doc['generated_at'] == written['stop']
     hosts = doc['hosts']
     # Nova's host names (what Ceilometer put in Gnocchi's `host`): the
@@ -157,7 +160,26 @@ def check_written_snapshot(path, written, warnings):
     assert big['cpu_util_p95'] == pytest.approx(BIG_CPU, abs=2e-4)
     assert big['mem_util_mean'] == big['mem_util_p95'] == BIG_MEM
     assert hosts['cmp-idle'] == {'cpu_util_mean': 0.0, 'cpu_util_p95': 0.0,
-                                 'mem_util_mean': 0.0, 'mem_util_p95': 0.0}
+                                 'mem_util_mean': 0.0, 'mem_util_p95': 0.0,
+                                 'vcpus_allocated': 0.0,
+                                 'ram_mb_allocated': 0.0,
+                                 'cpu_util_peak_24h': 0.0,
+                                 'mem_util_peak_24h': 0.0}
+    # v2: the allocation at the window's end (every instance still
+    # running, measured or not) and the highest interval over 24 h (the
+    # test's whole data: vm2 at 0.25 before the window, 0.75 after).
+    assert (small['vcpus_allocated'], small['ram_mb_allocated']) == (
+        12.0, 24576.0)
+    assert (big['vcpus_allocated'], big['ram_mb_allocated']) == (
+        22.0, 40960.0)
+    assert small['cpu_util_peak_24h'] == pytest.approx(SMALL_CPU_P95,
+                                                       abs=2e-4)
+    assert small['mem_util_peak_24h'] == SMALL_MEM
+    assert big['cpu_util_peak_24h'] == pytest.approx(BIG_CPU, abs=2e-4)
+    assert doc['projects']['pA']['cpu_ratio_peak_24h'] == pytest.approx(
+        PROJECT_A, abs=2e-4)
+    assert doc['projects']['pB']['cpu_ratio_peak_24h'] == pytest.approx(
+        (0.75 * 8 + 0.5 * 2) / 10, abs=2e-4)
     # To the float: Gnocchi's arithmetic on the published counters.
     exact = gnocchi_host_series(written['vms'].values(),
                                 {'cmp-small': 16, 'cmp-big': 64},
@@ -168,7 +190,8 @@ def check_written_snapshot(path, written, warnings):
                                                              abs=2e-6)
         assert hosts[name]['cpu_util_p95'] == pytest.approx(
             np.percentile(s, 95), abs=2e-6)
-    projects = {p: v['cpu_ratio'] for p, v in doc['projects'].items()}
+    projects = {p: v['cpu_ratio'] for p, v in doc['projects'].items()
+                if 'cpu_ratio' in v}
     assert set(projects) == {'pA', 'pB', 'pC'}
     assert projects['pA'] == pytest.approx(PROJECT_A, abs=2e-4)
     assert projects['pB'] == pytest.approx(PROJECT_B, abs=2e-4)
@@ -435,3 +458,62 @@ def test_faults_are_one_line(telemetry, basic_env, cluster_file, tmp_path,
     run = snapshot(*at, '--out', str(out))
     assert run.rc == 2 and 'one of the arguments --cluster ' \
         '--from-placement is required' in run.err
+
+
+def test_lifetimes_siblings_and_peaks_of_version_2(telemetry, basic_env,
+                                                   cluster_file, tmp_path):
+    """Format v2's lifetimes (Nova's launched_at to deleted_at of the
+    instances that ended), a project's recent boots (siblings), the
+    allocation at the end and the 24 h peaks, read back by the weigher."""
+    stop = day(10) + 13 * H
+    ended_at = stop - 11 * H
+    lives = (3600.0, 7200.0, 10800.0, 14400.0, 36000.0)
+
+    def vm(name, project, vcpus, launched, deleted, share, **kw):
+        ticks = max(1, int(((deleted or stop + H) - launched) // G))
+        return Vm(id=vm_uuid('snap10-' + name), project_id=project,
+                  host='cmp-small', vcpus=vcpus, memory_mb=1024 * vcpus,
+                  launched_at=launched, deleted_at=deleted, t0=launched,
+                  shares=np.full(ticks, share), jitter_s=0.0,
+                  memory_used=0.5, **kw)
+    # Five of project pL ended 11 h ago after 1 to 10 h, all running
+    # together at 0.9 of 4 vCPUs just before: cmp-small's 24 h peak is
+    # its cores (capped).
+    vms = [vm(f'l{i}', 'pL', 4, ended_at - life, ended_at, 0.9,
+              flavor_name='m1.life') for i, life in enumerate(lives)]
+    # The window's only load, and pS's boots of the last 10 minutes: two
+    # ended after 120 s and 180 s, one running.
+    vms += [vm('b', 'pB', 2, stop - 2 * H, stop + 1800, 0.5),
+            vm('s1', 'pS', 1, stop - 500, stop - 380, 0.1),
+            vm('s2', 'pS', 1, stop - 500, stop - 320, 0.1),
+            vm('s3', 'pS', 1, stop - 300, stop + 1800, 0.1)]
+    telemetry.publish(*samples_of(vms))
+    out = tmp_path / 'rl-usage.json'
+    run = snapshot(*window(stop), '--cluster', cluster_file, '--out',
+                   str(out))
+    assert run.rc == 0, run.err
+    doc = json.loads(out.read_text())
+    assert doc['format_version'] == 2
+    small = doc['hosts']['cmp-small']
+    # Running at the end: b and s3.
+    assert (small['vcpus_allocated'], small['ram_mb_allocated']) == (
+        3.0, 3072.0)
+    assert small['cpu_util_peak_24h'] == 1.0
+    assert small['cpu_util_mean'] < 0.1
+    pl = doc['projects']['pL']
+    assert pl['cpu_ratio_peak_24h'] == pytest.approx(0.9, abs=2e-4)
+    want = {'median_s': 10800.0, 'p90_s': 36000.0, 'count': 5.0}
+    assert pl['lifetime'] == want
+    assert pl['flavors'] == {'m1.life': {'lifetime': want}}
+    assert doc['flavors']['m1.life'] == {'lifetime': want}
+    # Siblings: more than half ended, so the median is known; the p90
+    # falls on the running one: its age, a lower bound.
+    assert doc['projects']['pS']['recent_lifetime'] == {
+        'median_s': 180.0, 'p90_s': 300.0, 'count': 3.0}
+    assert 'recent_lifetime' not in pl
+    _, lookup = weigher_snapshot.load(str(out))
+    assert lookup.lifetimes.for_request('pL', 'm1.life') == \
+        features.Lifetime(10800.0, 36000.0, 5.0)
+    assert lookup.lifetimes.for_request('pS', 'x').median_s == 180.0
+    assert lookup.host_alloc['cmp-small'] == (3.0, 3072.0)
+    assert lookup.host_peaks['cmp-small'][0] == 1.0

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
+from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.simulation import objectives
 from nova_rl_trainer.simulation import simulator
-from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.simulation.traces import Trace
 
 HEADER = ('vm_id,project_id,arrival_s,departure_s,vcpus,memory_mb,disk_gb,'

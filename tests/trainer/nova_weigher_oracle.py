@@ -25,7 +25,11 @@ def main() -> None:
     import nova.conf
     from nova import objects
     from nova.scheduler import weights
-    from nova.scheduler.weights import cpu, disk, io_ops, num_instances, ram
+    from nova.scheduler.weights import cpu
+    from nova.scheduler.weights import disk
+    from nova.scheduler.weights import io_ops
+    from nova.scheduler.weights import num_instances
+    from nova.scheduler.weights import ram
     from nova.tests.unit.scheduler import fakes
 
     objects.register_all()

@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 
 from nova_rl_trainer.simulation import baselines
+from nova_rl_trainer.simulation.cluster import ClusterSpec
+from nova_rl_trainer.simulation.cluster import HostGroup
 from nova_rl_trainer.simulation import nova_weighers
 from nova_rl_trainer.simulation import policies
 from nova_rl_trainer.simulation import scenarios
 from nova_rl_trainer.simulation import simulator
-from nova_rl_trainer.simulation.cluster import ClusterSpec, HostGroup
 
-from ._helpers import make_trace, small_cluster
+from ._helpers import make_trace
+from ._helpers import small_cluster
 
 
 def state(used_vcpus, free_ram, request=(1, 256), hosts=None, **cluster):

@@ -58,6 +58,26 @@ def test_evaluate_writes_json_list_and_report(tmp_path, capsys):
     assert '| load-aware |' in capsys.readouterr().out
 
 
+def test_fanout_options_are_one_line_errors(tmp_path, capsys, monkeypatch):
+    """--workers and --ray-address on evaluate and publish: bad values end
+    with exit 2 and one line, before any simulation."""
+    common = ['--scenario', 'azure-v1-small', '--quiet']
+    evaluate = ['evaluate', *common, '--policies', 'nova-default', '--json',
+                str(tmp_path / 'e.json'), '--report', str(tmp_path / 'r')]
+    publish = ['publish', *common, '--candidate', str(tmp_path / 'none'),
+               '--target', str(tmp_path / 'target')]
+    # Ray missing: a clear line whatever the address.
+    monkeypatch.setitem(sys.modules, 'ray', None)
+    assert cli.main(evaluate + ['--ray-address', '127.0.0.1:1']) == 2
+    err = capsys.readouterr().err.strip()
+    assert 'needs Ray, which is not installed' in err and '\n' not in err
+    assert cli.main(evaluate + ['--workers', '-2']) == 2
+    assert '--workers must be >= 1' in capsys.readouterr().err
+    assert cli.main(publish + ['--workers', '-2']) == 2
+    assert '--workers must be >= 1' in capsys.readouterr().err
+    assert not (tmp_path / 'e.json').exists()
+
+
 def test_scenario_options_override_the_preset(tmp_path):
     out = tmp_path / 'm.json'
     assert cli.main(['simulate', '--scenario', 'azure-v1-small', '--hosts',

@@ -11,10 +11,11 @@ import pytest
 from nova_rl_trainer import cli
 from nova_rl_trainer.cli import options
 from nova_rl_trainer.simulation import baselines
+from nova_rl_trainer.simulation.cluster import ClusterFileError
+from nova_rl_trainer.simulation.cluster import ClusterSpec
+from nova_rl_trainer.simulation.cluster import HostGroup
 from nova_rl_trainer.simulation import evaluation as runner
 from nova_rl_trainer.simulation import scenarios
-from nova_rl_trainer.simulation.cluster import (ClusterFileError,
-                                                ClusterSpec, HostGroup)
 from nova_rl_trainer.simulation.setup import Setup
 
 from ._helpers import HEADER

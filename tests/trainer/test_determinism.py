@@ -3,8 +3,8 @@
 import numpy as np
 
 from nova_rl_trainer.simulation import evaluation as runner
-from nova_rl_trainer.simulation.setup import Setup
 from nova_rl_trainer.simulation import scenarios
+from nova_rl_trainer.simulation.setup import Setup
 from nova_rl_trainer.simulation import simulator
 
 TIMING = ('wall_s', 'decisions_per_s')

@@ -20,8 +20,8 @@ from nova_rl_trainer.learning import imitation
 from nova_rl_trainer.learning import train
 from nova_rl_trainer.simulation import baselines
 from nova_rl_trainer.simulation import policies
-from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import simulator
 
 SMALL = 'azure-v1-small'
 

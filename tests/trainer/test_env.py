@@ -2,16 +2,16 @@
 
 import warnings
 
+from gymnasium.utils.env_checker import check_env
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 from nova_rl_weigher import features
 
 from nova_rl_trainer.learning import env as env_mod
 from nova_rl_trainer.simulation import evaluation as runner
-from nova_rl_trainer.simulation.setup import Setup
 from nova_rl_trainer.simulation import scenarios
+from nova_rl_trainer.simulation.setup import Setup
 
 SMALL = 'azure-v1-small'
 

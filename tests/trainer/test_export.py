@@ -5,11 +5,10 @@ import pytest
 
 torch = pytest.importorskip('torch')
 
+from nova_rl_trainer.learning import policy_net  # noqa: E402
 from nova_rl_weigher import artifact  # noqa: E402
-from nova_rl_weigher import conf  # noqa: E402
 from nova_rl_weigher import features  # noqa: E402
 from tests import fixtures as testing  # noqa: E402
-from nova_rl_trainer.learning import policy_net  # noqa: E402
 
 
 def candidate_sets(seed, sizes):
@@ -66,10 +65,33 @@ def test_padding_mask_matches_unpadded_sets():
 
 
 def test_round_trip_through_the_artifact(tmp_path):
-    model, manifest = policy_net.from_artifact(conf.DEFAULT_POLICY_PATH)
+    model, manifest = policy_net.from_artifact(testing.V1_POLICY_PATH)
     assert model.members == manifest['ensemble_size']
-    x = candidate_sets(11, [12])[0]
-    policy = artifact.load_artifact(conf.DEFAULT_POLICY_PATH)
+    x = candidate_sets(11, [12])[0][:, :features.SCHEMA_V1.num_features]
+    policy = artifact.load_artifact(testing.V1_POLICY_PATH)
     with torch.no_grad():
         got = model(torch.as_tensor(x)[None])[:, 0].numpy()
     np.testing.assert_allclose(policy.score(x), got, rtol=1e-5, atol=1e-5)
+
+
+def test_a_v1_policy_widened_to_v2_scores_the_same():
+    # Retraining a v1 policy starts from it widened to the current schema:
+    # the new columns get zero weights, so the scores are the v1 policy's.
+    v1 = artifact.load_artifact(testing.V1_POLICY_PATH)
+    params, mean, std = policy_net.widen(v1.params, v1.mean, v1.std,
+                                         features.NUM_FEATURES)
+    model = policy_net.EnsembleScorer(members=v1.params['W1'].shape[0],
+                                      hidden=v1.params['W1'].shape[2])
+    model.load_numpy_params(params)
+    model.set_normalisation(mean, std)
+    x = candidate_sets(5, [9])[0]
+    assert (x.shape[1] == features.NUM_FEATURES
+            > features.SCHEMA_V1.num_features)
+    # Garbage in the new columns must not matter.
+    x[:, features.SCHEMA_V1.num_features:] = 123.0
+    with torch.no_grad():
+        got = model(torch.as_tensor(x)[None])[:, 0].numpy()
+    want = v1.score(x[:, :features.SCHEMA_V1.num_features])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match='cannot become'):
+        policy_net.widen(params, mean, std, 3)

@@ -5,7 +5,8 @@
 simulator hands its candidate columns to it directly. Each is checked to
 the bit against the code it replaced (kept here and in
 ``tests/unit/test_features.py`` as references), on random and on simulated
-states, and the bundled policy, gated and raw, picks the same host at every
+states, and a v1 policy (the first bundled one), gated and raw, picks the same
+host at every
 decision of ``azure-v1-small`` as the reference chain (reference features,
 reference network, the gate as the simulator applied it before).
 """
@@ -17,14 +18,13 @@ import numpy as np
 import pytest
 
 from nova_rl_weigher import artifact
-from nova_rl_weigher import conf
 from nova_rl_weigher import features
 from nova_rl_weigher import gate
 from tests import fixtures as testing
 
 from nova_rl_trainer.simulation import policies
-from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import simulator
 
 from ..unit.test_features import reference_matrix
 
@@ -45,12 +45,13 @@ def reference_score(policy, x):
 
 @pytest.fixture(scope='module')
 def bundled():
-    return artifact.load_artifact(conf.DEFAULT_POLICY_PATH)
+    return artifact.load_artifact(testing.V1_POLICY_PATH)
 
 
 def random_matrix(rng, n):
     hosts, request, usage = testing.random_candidates(rng, max(n, 1))
-    return features.build_matrix(hosts, request, usage)[:n]
+    return features.build_matrix(hosts, request, usage,
+                                 schema=features.SCHEMA_V1)[:n]
 
 
 def test_score_equals_the_reference_to_the_bit(bundled):
@@ -107,7 +108,8 @@ def test_simulated_features_equal_the_reference(small, bundled):
         vm = sim.next_decision()
         if vm < 0:
             break
-        cand, x, nova_w = sim.candidate_features(vm, sim.fit)
+        cand, x, nova_w = sim.candidate_features(vm, sim.fit,
+                                                 features.SCHEMA_V1)
         cand2, cols = sim.candidate_columns(sim.fit)
         np.testing.assert_array_equal(cand, cand2)
         np.testing.assert_array_equal(nova_w, cols.nova_weight)
@@ -177,8 +179,8 @@ def play(small, policy):
 
 
 @pytest.mark.parametrize('spec, mode, threshold', [
-    ('bundled', 'gated', None),
-    ('bundled:mode=raw', 'raw', None),
+    ('V1', 'gated', None),
+    ('V1:mode=raw', 'raw', None),
     ('LINEAR', 'gated', None),
     ('LINEAR:threshold=0.6', 'gated', 0.6),
 ])
@@ -191,10 +193,12 @@ def test_every_decision_is_the_references(small, bundled, tmp_path, spec,
         path = testing.make_linear_policy(
             str(tmp_path / 'p'), {'ram_free_after_frac': -1.0,
                                   'vcpu_free_after_frac': 0.5},
-            ensemble_size=4, agreement=threshold is None)
+            ensemble_size=4, agreement=threshold is None,
+            schema=features.SCHEMA_V1)
         spec = spec.replace('LINEAR', path)
         loaded = artifact.load_artifact(path)
     else:
+        spec = spec.replace('V1', testing.V1_POLICY_PATH)
         loaded = bundled
     fast = policies.make_policy(spec)
     hosts, m = play(small, fast)
@@ -204,7 +208,7 @@ def test_every_decision_is_the_references(small, bundled, tmp_path, spec,
     assert hosts == ref_hosts
     assert fast.applied == ref.applied
     assert m['objective_value'] == ref_m['objective_value']
-    if spec.startswith('bundled') and mode == 'gated':
+    if loaded is bundled and mode == 'gated':
         assert fast.abstained == {'out_of_distribution': len(hosts)}
     if threshold is not None:
         assert 0 < fast.applied < len(hosts)

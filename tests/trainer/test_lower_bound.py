@@ -3,13 +3,16 @@
 import pytest
 
 from nova_rl_trainer.simulation import baselines
+from nova_rl_trainer.simulation.cluster import ClusterSpec
+from nova_rl_trainer.simulation.cluster import HostGroup
 from nova_rl_trainer.simulation import evaluation as runner
-from nova_rl_trainer.simulation.setup import Setup
 from nova_rl_trainer.simulation import scenarios
+from nova_rl_trainer.simulation.setup import Setup
 from nova_rl_trainer.simulation import traces
-from nova_rl_trainer.simulation.cluster import ClusterSpec, HostGroup
 
-from ._helpers import make_trace, run, small_cluster
+from ._helpers import make_trace
+from ._helpers import run
+from ._helpers import small_cluster
 
 HOUR = 3600.0
 

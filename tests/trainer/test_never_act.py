@@ -21,39 +21,113 @@ from nova_rl_trainer.simulation import policies
 SCENARIO = 'azure-v1-small'
 
 
-def row(threshold, good, delta, n=20, share=1.0):
-    return {'threshold': threshold, 'acting_share': share,
-            'at_least_as_good': good, 'mean_cost_delta': delta,
-            'decisions': n}
+def row(threshold, upper, n=20, groups=10):
+    return {'threshold': threshold, 'acting_share': 1.0,
+            'at_least_as_good': None, 'mean_cost_delta': None,
+            'decisions': n, 'groups': groups, 'group_mean_delta': upper,
+            'upper_95': upper}
+
+
+def samples_in_groups(per_group):
+    """``per_group``: for each group, its (confidence, delta) samples."""
+    return [calibration.Sample(c, d == 0.0, d, f'g{g}')
+            for g, pairs in enumerate(per_group) for c, d in pairs]
 
 
 # -- calibration ------------------------------------------------------------
 
 def test_choose_threshold_returns_never_when_no_level_qualifies():
-    rows = [row(0.2, 0.5, 1.0), row(0.6, 0.85, 0.1), row(0.8, 0.95, 0.2),
-            row(1.0, 1.0, -0.1, n=9)]
-    # 0.8: good enough but worse on average; 1.0: too few decisions.
+    rows = [row(0.2, 1.0), row(0.6, 0.1), row(0.8, 1e-6),
+            row(1.0, -0.1, n=9), row(1.0, -0.1, groups=9)]
+    # 0.8: a bound just above 0; 1.0: too few decisions, then groups.
     assert calibration.choose_threshold(rows) is calibration.NEVER is None
     assert calibration.choose_threshold([]) is None
     # No cautious fallback to 1.0 any more.
-    assert calibration.choose_threshold([row(1.0, 0.5, 3.0)]) is None
+    assert calibration.choose_threshold([row(1.0, 3.0)]) is None
     assert calibration.manifest_fields(None) == {
         'act': 'never', 'confidence_threshold': None}
 
 
 def test_choose_threshold_picks_the_lowest_qualifying_level():
-    rows = [row(0.0, 1.0, -1.0), row(0.4, 0.8, 0.0), row(0.6, 0.9, 0.0),
-            row(0.8, 1.0, -0.5)]
+    rows = [row(0.0, -1.0), row(0.4, 0.2), row(0.6, 0.0), row(0.8, -0.5)]
     assert calibration.choose_threshold(rows) == 0.6
-    assert calibration.choose_threshold(rows, target=0.95) == 0.8
     assert calibration.manifest_fields(0.6) == {
         'act': 'gated', 'confidence_threshold': 0.6}
 
 
+def test_table_bounds_the_gated_policy_over_groups():
+    # 10 groups: the confident choices (0.9) always save 1, the unsure
+    # ones (0.3) cost 3 in every other group. Gated at 0.9 the policy
+    # leaves the unsure ones to Nova (difference 0).
+    groups = [[(0.9, -1.0), (0.3, 3.0 if g % 2 else 0.0)]
+              for g in range(10)] * 2
+    rows = {r['threshold']: r for r in calibration.table(
+        samples_in_groups(groups))}
+    assert rows[0.3]['groups'] == 20 and rows[0.3]['decisions'] == 40
+    assert rows[0.3]['group_mean_delta'] == pytest.approx(0.25)
+    assert rows[0.3]['upper_95'] > 0
+    assert rows[0.9]['group_mean_delta'] == pytest.approx(-0.5)
+    assert rows[0.9]['upper_95'] == pytest.approx(-0.5)   # no spread
+    assert calibration.choose_threshold(list(rows.values())) == 0.9
+
+
 def test_calibration_table_with_no_qualifying_level_is_never():
-    samples = [calibration.Sample(c, False, d) for c, d in
-               [(0.2, 1.0), (0.6, 0.5), (0.6, -1.0), (1.0, 2.0)] * 5]
-    assert calibration.choose_threshold(calibration.table(samples)) is None
+    # Better on average at every level, but worse in enough groups that
+    # the one-sided bound stays above 0; and too few groups elsewhere.
+    noisy = [[(0.6, 5.0 if g % 5 == 0 else -3.0)] * 2 for g in range(10)]
+    rows = calibration.table(samples_in_groups(noisy))
+    assert all(r['group_mean_delta'] < 0 for r in rows if r['decisions'])
+    assert calibration.choose_threshold(rows) is None
+    few = [[(0.6, -1.0)] * 20 for _ in range(9)]
+    assert calibration.choose_threshold(
+        calibration.table(samples_in_groups(few))) is None
+
+
+def test_calibration_continues_and_walks_with_the_nova_fallback(
+        monkeypatch, tmp_path):
+    """Branches continue with the cluster's configured Nova weighers (here
+    nova-pack), for a day of simulated time, not with the objective's
+    heuristic; one group per start."""
+    from nova_rl_trainer.learning import branching
+    from nova_rl_trainer.learning import env as env_mod
+    from nova_rl_trainer.simulation import scenarios
+    from nova_rl_trainer.simulation import simulator
+
+    sc = scenarios.get_scenario(SCENARIO)
+    env = env_mod.PlacementEnv(
+        trace=sc.load_trace(0), cluster=sc.cluster, objective='packing',
+        seed=0, config=simulator.SimConfig(nova_weighers='nova-pack'),
+        warmup_policy='best-fit')
+    assert calibration.fallback_of(env) == 'nova-pack'
+    policy = artifact.load_artifact(testing.make_linear_policy(
+        str(tmp_path / 'p'), {'ram_free_frac': 1.0}))
+    starts = [20000.0, 60000.0]
+    for t in starts:
+        env.warm_start(t)   # the states before them, as the trainer's
+    made, spans = [], []
+    real_make, real_continue = policies.make_policy, branching.continue_with
+
+    def make(spec):
+        made.append(spec)
+        return real_make(spec)
+
+    def cont(sim, name, horizon=None, *, seconds=None):
+        start = sim.now
+        cost = real_continue(sim, name, horizon, seconds=seconds)
+        spans.append((name, horizon, seconds, sim.now - start, sim.done))
+        return cost
+
+    monkeypatch.setattr(policies, 'make_policy', make)
+    monkeypatch.setattr(branching, 'continue_with', cont)
+    samples = calibration.collect(env, policy, 6, 86400.0, starts)
+    assert len(samples) == 6
+    assert {s.group for s in samples} == {'0', '1'}
+    assert set(made) == {'nova-pack'}      # walker and continuations
+    assert spans, 'the policy never differed from Nova: nothing branched'
+    for name, horizon, seconds, elapsed, done in spans:
+        assert (name, horizon, seconds) == ('nova-pack', None, 86400.0)
+        # A day of simulated time (or the rest of the trace).
+        assert elapsed >= 86400.0 or done
 
 
 # -- export -------------------------------------------------------------------
@@ -107,7 +181,7 @@ def test_training_writes_both_fields(tmp_path, monkeypatch):
                           vine_horizon=20, vine_stride=4))
     # No level qualifies (whatever this tiny run measured).
     monkeypatch.setattr(calibration, 'choose_threshold',
-                        lambda rows, target=0.9: calibration.NEVER)
+                        lambda rows: calibration.NEVER)
     out = str(tmp_path / 'out')
     summary = train.Trainer(make_env, out, config, {}, progress=False).run()
     m = artifact.load_artifact(os.path.join(out, 'policy')).manifest

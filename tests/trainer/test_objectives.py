@@ -6,12 +6,15 @@ from stevedore import extension
 from nova_rl_trainer.simulation import objectives
 from nova_rl_trainer.simulation.objectives import ObjectiveError
 
-from ._helpers import make_trace, run, small_cluster
+from ._helpers import make_trace
+from ._helpers import run
+from ._helpers import small_cluster
 
 
 def test_plugins_are_registered_with_stevedore():
     mgr = extension.ExtensionManager(namespace='nova_rl_trainer.objectives')
-    assert {'packing', 'balance', 'headroom', 'mix'} <= set(mgr.names())
+    assert {'packing', 'balance', 'headroom', 'mix', 'pareto'} <= set(
+        mgr.names())
     assert objectives.available_objectives() == sorted(mgr.names())
 
 

@@ -6,10 +6,10 @@ import pytest
 from nova_rl_weigher import features
 from tests.fixtures import make_linear_policy
 
-from nova_rl_trainer.simulation import policies
 from nova_rl_trainer.simulation import evaluation as runner
-from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import policies
 from nova_rl_trainer.simulation import scenarios
+from nova_rl_trainer.simulation.setup import Setup
 from nova_rl_trainer.simulation import simulator
 
 

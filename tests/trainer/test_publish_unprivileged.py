@@ -36,15 +36,16 @@ NOBODY = 65534
 ARGS = ['--scenario', 'azure-v1-small', '--jobs', '1', '--quiet']
 
 
-def fake_evaluate(setup, columns, jobs, show_progress):
-    """The candidate ties every term and wins the objective."""
+def fake_evaluate(setups, windows, window_days, columns, *_):
+    """The candidate ties every term and wins the objective, on each of
+    10 held-out windows (the fewest a verdict may rest on)."""
     metrics = {}
     for col in columns:
         m = {t: 1.0 for t in objectives.TERMS}
         m['objective_value'] = 1.0 if col != judge.CANDIDATE else 0.5
         metrics[col] = m
-    return judge.Case(label='fake seed 0', scenario=None, seed=0,
-                      metrics=metrics)
+    return [judge.Case(label=f'fake seed 0 window {k}', scenario=None,
+                       seed=0, metrics=metrics) for k in range(10)]
 
 
 @pytest.fixture(autouse=True)

@@ -6,15 +6,20 @@ import math
 import numpy as np
 import pytest
 
+from nova_rl_weigher import features
+
+from nova_rl_trainer.simulation.cluster import ClusterSpec
+from nova_rl_trainer.simulation.cluster import HostGroup
+from nova_rl_trainer.simulation.cluster_state import COLUMN
+from nova_rl_trainer.simulation.metrics import CONTRACT_KEYS
 from nova_rl_trainer.simulation import policies
 from nova_rl_trainer.simulation import scenarios
 from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.simulation import workload
-from nova_rl_trainer.simulation.cluster import ClusterSpec, HostGroup
-from nova_rl_trainer.simulation.cluster_state import COLUMN
-from nova_rl_trainer.simulation.metrics import CONTRACT_KEYS
 
-from ._helpers import make_trace, run, small_cluster
+from ._helpers import make_trace
+from ._helpers import run
+from ._helpers import small_cluster
 
 HOUR = 3600.0
 
@@ -156,7 +161,7 @@ def test_stepping_api_and_invalid_placement():
     vm = sim.next_decision()
     cand, x, nova_w = sim.candidate_features(vm, sim.fit)
     assert cand.tolist() == [0]       # host 1's RAM is full
-    assert x.shape == (1, 24) and nova_w.tolist() == [0.0]
+    assert x.shape == (1, features.NUM_FEATURES) and nova_w.tolist() == [0.0]
     clone = sim.clone()
     clone.place(vm, 0)
     assert sim.num_instances.tolist() == [0, 2]

@@ -12,10 +12,12 @@ import tempfile
 import time
 
 import hypothesis.configuration
+from hypothesis import given
+from hypothesis import HealthCheck
+from hypothesis import settings
+from hypothesis import strategies as st
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from nova_rl_trainer import cli
 from nova_rl_trainer.simulation import azure_v1
@@ -24,7 +26,8 @@ from nova_rl_trainer.simulation import trace_files
 from nova_rl_trainer.simulation import traces
 from nova_rl_trainer.simulation.traces import TraceError
 
-from ._helpers import HEADER, make_trace
+from ._helpers import HEADER
+from ._helpers import make_trace
 
 # Hypothesis caches what it learns (constants of local modules, which its
 # pytest plugin gathers while the session is collected, before any fixture

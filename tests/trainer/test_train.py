@@ -13,8 +13,8 @@ from nova_rl_weigher import artifact  # noqa: E402
 from nova_rl_trainer.learning import checkpoint  # noqa: E402
 from nova_rl_trainer.learning import env as env_mod  # noqa: E402
 from nova_rl_trainer.learning import ppo  # noqa: E402
-from nova_rl_trainer.simulation import scenarios  # noqa: E402
 from nova_rl_trainer.learning import train  # noqa: E402
+from nova_rl_trainer.simulation import scenarios  # noqa: E402
 
 
 @pytest.fixture(scope='module')
@@ -54,8 +54,14 @@ def test_same_seed_same_policy_and_a_verified_artifact(small, tmp_path):
     manifest = artifact.load_artifact(os.path.join(a, 'policy')).manifest
     assert manifest['objective'] == 'packing'
     assert 'PPO' in manifest['provenance']['method']
-    assert 0.0 < manifest['calibration']['confidence_threshold'] <= 1.0
-    assert manifest['calibration']['table']
+    # Calibration's verdict on a run this small may be either (its own
+    # tests judge it); the manifest must say one consistently.
+    calib = manifest['calibration']
+    assert calib['table']
+    if calib['act'] == 'never':
+        assert calib['confidence_threshold'] is None
+    else:
+        assert 0.0 < calib['confidence_threshold'] <= 1.0
     ranges = manifest['feature_ranges']
     assert all(lo <= hi for lo, hi in zip(ranges['min'], ranges['max']))
     assert summary['iterations'] == 2

@@ -29,7 +29,7 @@ def _write_manifest(path, manifest):
 
 
 def _rewrite_weights(path, arrays):
-    """Replace the weights and fix the checksum, so only content checks bite."""
+    """Replace the weights and fix the checksum: only content checks bite."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     data = buf.getvalue()

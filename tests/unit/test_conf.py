@@ -3,8 +3,8 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 from oslo_config import cfg
+import pytest
 
 from nova_rl_weigher import conf
 from nova_rl_weigher import scorer

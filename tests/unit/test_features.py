@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nova_rl_weigher import features
-from nova_rl_weigher.features import FEATURE_INDEX as I
+from nova_rl_weigher.features import FEATURE_INDEX as COL
 
 
 def host(name='h1', **kw):
@@ -24,10 +24,24 @@ REQ = features.RequestView(vcpus=4, memory_mb=4096, disk_gb=20,
 def test_schema_is_named_versioned_and_hashed():
     desc = features.schema_description()
     assert desc['name'] == 'nova-rl-host-features'
-    assert desc['version'] == 1
+    assert desc['version'] == 2
     assert len(desc['hash']) == 64
     assert desc['features'] == list(features.FEATURE_NAMES)
     assert len(set(features.FEATURE_NAMES)) == features.NUM_FEATURES
+
+
+def test_v1_is_the_first_24_columns_of_v2_and_keeps_its_hash():
+    v1, v2 = features.SCHEMA_V1, features.SCHEMA_V2
+    assert v1.num_features == 24 and v2.num_features == 36
+    assert v2.names[:24] == v1.names
+    # The hash every v1 artifact (the bundled policy's) records.
+    assert v1.hash == ('0ab6a5fd16a06de957f2273589b332639191903ebce400069e4'
+                       '1cd2cdb94b263')
+    assert set(features.SCHEMAS) == {v1.hash, v2.hash}
+    assert features.schema_for_width(24) is v1
+    assert features.schema_for_width(36) is v2
+    with pytest.raises(ValueError):
+        features.schema_for_width(25)
 
 
 def test_hand_computed_row():
@@ -36,25 +50,25 @@ def test_hand_computed_row():
     row = x[0]
     ram_cap = 32768 * 1.5
     ram_free = ram_cap - (32768 - 16384)
-    assert row[I['ram_free_frac']] == pytest.approx(ram_free / ram_cap)
-    assert row[I['ram_free_after_frac']] == pytest.approx(
+    assert row[COL['ram_free_frac']] == pytest.approx(ram_free / ram_cap)
+    assert row[COL['ram_free_after_frac']] == pytest.approx(
         (ram_free - 4096) / ram_cap)
-    assert row[I['vcpu_free_frac']] == pytest.approx((32 - 8) / 32)
-    assert row[I['vcpu_free_after_frac']] == pytest.approx((32 - 12) / 32)
-    assert row[I['disk_free_frac']] == pytest.approx(0.5)
-    assert row[I['disk_free_after_frac']] == pytest.approx(
+    assert row[COL['vcpu_free_frac']] == pytest.approx((32 - 8) / 32)
+    assert row[COL['vcpu_free_after_frac']] == pytest.approx((32 - 12) / 32)
+    assert row[COL['disk_free_frac']] == pytest.approx(0.5)
+    assert row[COL['disk_free_after_frac']] == pytest.approx(
         (51200 - 20480) / 102400)
-    assert row[I['log_vcpus_total']] == pytest.approx(4.0)
-    assert row[I['log_ram_total_gb']] == pytest.approx(5.0)
-    assert row[I['log1p_instances']] == pytest.approx(math.log1p(3))
-    assert row[I['nova_weight']] == pytest.approx(1.25)
-    assert row[I['nova_weight_rel']] == 0.0
-    assert row[I['req_vcpu_frac']] == pytest.approx(0.25)
-    assert row[I['usage_present']] == 0.0
-    assert row[I['project_ratio_present']] == 0.0
-    assert row[I['project_cpu_ratio']] == 1.0
+    assert row[COL['log_vcpus_total']] == pytest.approx(4.0)
+    assert row[COL['log_ram_total_gb']] == pytest.approx(5.0)
+    assert row[COL['log1p_instances']] == pytest.approx(math.log1p(3))
+    assert row[COL['nova_weight']] == pytest.approx(1.25)
+    assert row[COL['nova_weight_rel']] == 0.0
+    assert row[COL['req_vcpu_frac']] == pytest.approx(0.25)
+    assert row[COL['usage_present']] == 0.0
+    assert row[COL['project_ratio_present']] == 0.0
+    assert row[COL['project_cpu_ratio']] == 1.0
     # Without usage, allocated vCPUs are assumed fully busy.
-    assert row[I['cpu_p95_after']] == pytest.approx(8 / 16 + 4 / 16)
+    assert row[COL['cpu_p95_after']] == pytest.approx(8 / 16 + 4 / 16)
 
 
 def test_usage_and_project_ratio_are_read_and_missing_entries_are_absent():
@@ -62,14 +76,14 @@ def test_usage_and_project_ratio_are_read_and_missing_entries_are_absent():
         {'h1': features.HostUsage(0.2, 0.4, 0.5, 0.6)}, {'p1': 0.5})
     x = features.build_matrix([host('h1'), host('h2', nova_weight=2.0)],
                               REQ, usage)
-    assert x[0, I['usage_present']] == 1.0
-    assert x[0, I['cpu_util_p95']] == pytest.approx(0.4)
-    assert x[0, I['mem_util_mean']] == pytest.approx(0.5)
-    assert x[0, I['cpu_p95_after']] == pytest.approx(0.4 + 4 * 0.5 / 16)
-    assert x[1, I['usage_present']] == 0.0
-    assert x[1, I['cpu_util_mean']] == 0.0
-    assert (x[:, I['project_ratio_present']] == 1.0).all()
-    assert x[0, I['nova_weight_rel']] == pytest.approx(-0.75)
+    assert x[0, COL['usage_present']] == 1.0
+    assert x[0, COL['cpu_util_p95']] == pytest.approx(0.4)
+    assert x[0, COL['mem_util_mean']] == pytest.approx(0.5)
+    assert x[0, COL['cpu_p95_after']] == pytest.approx(0.4 + 4 * 0.5 / 16)
+    assert x[1, COL['usage_present']] == 0.0
+    assert x[1, COL['cpu_util_mean']] == 0.0
+    assert (x[:, COL['project_ratio_present']] == 1.0).all()
+    assert x[0, COL['nova_weight_rel']] == pytest.approx(-0.75)
 
 
 def test_empty_and_degenerate_hosts_do_not_raise():
@@ -100,7 +114,7 @@ def _ref_log2(x):
 
 def reference_matrix(c, request, project_cpu_ratio=None):
     n = len(c)
-    out = np.empty((n, features.NUM_FEATURES), dtype=np.float32)
+    out = np.empty((n, features.SCHEMA_V1.num_features), dtype=np.float32)
     if n == 0:
         return out
     req_vcpus = float(request.vcpus)
@@ -117,35 +131,35 @@ def reference_matrix(c, request, project_cpu_ratio=None):
     disk_free = disk_cap - (disk_total_mb - c.disk_free_mb)
     base_p95 = np.where(c.usage_present > 0, c.cpu_util_p95,
                         _ref_div(c.vcpus_used, c.vcpus_total))
-    out[:, I['ram_free_frac']] = _ref_div(ram_free, ram_cap)
-    out[:, I['ram_free_after_frac']] = _ref_div(ram_free - req_ram, ram_cap)
-    out[:, I['vcpu_free_frac']] = _ref_div(vcpu_free, vcpu_cap)
-    out[:, I['vcpu_free_after_frac']] = _ref_div(vcpu_free - req_vcpus,
-                                                 vcpu_cap)
-    out[:, I['disk_free_frac']] = _ref_div(disk_free, disk_cap)
-    out[:, I['disk_free_after_frac']] = _ref_div(disk_free - req_disk_mb,
-                                                 disk_cap)
-    out[:, I['log_vcpus_total']] = _ref_log2(c.vcpus_total)
-    out[:, I['log_ram_total_gb']] = _ref_log2(c.ram_total_mb / 1024.0)
-    out[:, I['log1p_instances']] = np.log1p(np.maximum(c.num_instances, 0))
-    out[:, I['log1p_io_ops']] = np.log1p(np.maximum(c.num_io_ops, 0))
-    out[:, I['log1p_failed_builds']] = np.log1p(
+    out[:, COL['ram_free_frac']] = _ref_div(ram_free, ram_cap)
+    out[:, COL['ram_free_after_frac']] = _ref_div(ram_free - req_ram, ram_cap)
+    out[:, COL['vcpu_free_frac']] = _ref_div(vcpu_free, vcpu_cap)
+    out[:, COL['vcpu_free_after_frac']] = _ref_div(vcpu_free - req_vcpus,
+                                                   vcpu_cap)
+    out[:, COL['disk_free_frac']] = _ref_div(disk_free, disk_cap)
+    out[:, COL['disk_free_after_frac']] = _ref_div(disk_free - req_disk_mb,
+                                                   disk_cap)
+    out[:, COL['log_vcpus_total']] = _ref_log2(c.vcpus_total)
+    out[:, COL['log_ram_total_gb']] = _ref_log2(c.ram_total_mb / 1024.0)
+    out[:, COL['log1p_instances']] = np.log1p(np.maximum(c.num_instances, 0))
+    out[:, COL['log1p_io_ops']] = np.log1p(np.maximum(c.num_io_ops, 0))
+    out[:, COL['log1p_failed_builds']] = np.log1p(
         np.maximum(c.failed_builds, 0))
-    out[:, I['nova_weight']] = c.nova_weight
-    out[:, I['nova_weight_rel']] = c.nova_weight - c.nova_weight.max()
-    out[:, I['req_vcpu_frac']] = _ref_div(np.full(n, req_vcpus),
-                                          c.vcpus_total)
-    out[:, I['req_ram_frac']] = _ref_div(np.full(n, req_ram), c.ram_total_mb)
-    out[:, I['req_disk_frac']] = _ref_div(np.full(n, req_disk_mb),
-                                          disk_total_mb)
-    out[:, I['usage_present']] = c.usage_present
-    out[:, I['cpu_util_mean']] = c.cpu_util_mean
-    out[:, I['cpu_util_p95']] = c.cpu_util_p95
-    out[:, I['mem_util_mean']] = c.mem_util_mean
-    out[:, I['mem_util_p95']] = c.mem_util_p95
-    out[:, I['project_ratio_present']] = project_present
-    out[:, I['project_cpu_ratio']] = ratio
-    out[:, I['cpu_p95_after']] = base_p95 + _ref_div(
+    out[:, COL['nova_weight']] = c.nova_weight
+    out[:, COL['nova_weight_rel']] = c.nova_weight - c.nova_weight.max()
+    out[:, COL['req_vcpu_frac']] = _ref_div(np.full(n, req_vcpus),
+                                            c.vcpus_total)
+    out[:, COL['req_ram_frac']] = _ref_div(np.full(n, req_ram), c.ram_total_mb)
+    out[:, COL['req_disk_frac']] = _ref_div(np.full(n, req_disk_mb),
+                                            disk_total_mb)
+    out[:, COL['usage_present']] = c.usage_present
+    out[:, COL['cpu_util_mean']] = c.cpu_util_mean
+    out[:, COL['cpu_util_p95']] = c.cpu_util_p95
+    out[:, COL['mem_util_mean']] = c.mem_util_mean
+    out[:, COL['mem_util_p95']] = c.mem_util_p95
+    out[:, COL['project_ratio_present']] = project_present
+    out[:, COL['project_cpu_ratio']] = ratio
+    out[:, COL['cpu_p95_after']] = base_p95 + _ref_div(
         np.full(n, req_vcpus * ratio), c.vcpus_total)
     return out
 
@@ -175,12 +189,18 @@ def test_matrix_equals_the_reference_to_the_bit(degenerate):
         for r in (ratio, None, 0.0, 2.5):
             with np.errstate(all='ignore'):
                 want = reference_matrix(cols, request, r)
-                got = features.compute_matrix(cols, request, r)
-                flat = features.matrix_from_inputs(cols.stacked(), request,
-                                                   r)
+                got = features.compute_matrix(cols, request, r,
+                                              schema=features.SCHEMA_V1)
+                flat = features.matrix_from_inputs(
+                    cols.stacked(), request, r, schema=features.SCHEMA_V1)
+                v2 = features.compute_matrix(cols, request, r)
             assert got.dtype == np.float32 and got.shape == want.shape
             np.testing.assert_array_equal(got, want)
             np.testing.assert_array_equal(flat, want)
+            # v1 is exactly the first columns of v2, and v2's signals are
+            # finite whatever v1's inputs are.
+            np.testing.assert_array_equal(v2[:, :want.shape[1]], want)
+            assert np.isfinite(v2[:, want.shape[1]:]).all()
 
 
 def test_stacked_columns_are_the_input_rows():

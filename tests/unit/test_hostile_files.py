@@ -20,8 +20,8 @@ from nova_rl_weigher import features
 from nova_rl_weigher import fileio
 from nova_rl_weigher import policy_store
 from tests import fixtures as testing
-from tests.unit.test_snapshot import GUARD_S
 from tests.unit.test_snapshot import call_with_guard
+from tests.unit.test_snapshot import GUARD_S
 from tests.unit.test_snapshot import open_fifo_writer
 from tests.unit.test_snapshot import settle
 

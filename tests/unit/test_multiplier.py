@@ -15,12 +15,14 @@ import pytest
 
 pytest.importorskip('nova')
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from oslo_config import cfg  # noqa: E402
 
-from tests import fixtures as testing  # noqa: E402
 from nova_rl_weigher import weigher as rl  # noqa: E402
+from tests import fixtures as testing  # noqa: E402
 
 CONF = cfg.CONF
 DEFAULT = 10.0

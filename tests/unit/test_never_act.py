@@ -23,8 +23,8 @@ from tests import fixtures as testing
 
 from nova_rl_trainer.simulation import policies
 from nova_rl_trainer.simulation import scenarios
-from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import simulator
 
 NEVER = {'act': 'never', 'confidence_threshold': None, 'table': []}
 

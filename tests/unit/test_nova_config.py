@@ -24,8 +24,8 @@ from tests import fixtures as testing
 
 from nova_rl_trainer.simulation import policies
 from nova_rl_trainer.simulation import scenarios
-from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import simulator
 
 RAM = 'nova.scheduler.weights.ram.RAMWeigher'
 WEIGHERS = [
@@ -337,9 +337,9 @@ def test_shadow_records_the_mismatch_verdict(tmp_path):
 
 def test_adapter_reads_the_scheduler_configuration():
     pytest.importorskip('nova')
-    from oslo_config import cfg
     from nova.conf import scheduler as nova_scheduler_conf
     from nova_rl_weigher import weigher
+    from oslo_config import cfg
 
     own = cfg.ConfigOpts()
     nova_scheduler_conf.register_opts(own)

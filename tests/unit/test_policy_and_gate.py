@@ -53,7 +53,8 @@ def dev_shaped_candidates(rng, n):
     i = features.FEATURE_INDEX
     for h, row in zip(hosts, features.build_matrix(hosts, request)):
         # Nova's default weighers: free RAM, vCPUs and disk, summed.
-        h.nova_weight = float(row[i['ram_free_frac']] + row[i['vcpu_free_frac']]
+        h.nova_weight = float(row[i['ram_free_frac']]
+                              + row[i['vcpu_free_frac']]
                               + row[i['disk_free_frac']])
     return hosts, request
 

@@ -17,13 +17,13 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
-import pytest
 from hypothesis import configuration as hypothesis_configuration
-from hypothesis import HealthCheck
 from hypothesis import given
+from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
+import numpy as np
+import pytest
 
 from nova_rl_weigher import artifact
 from nova_rl_weigher import features

@@ -70,8 +70,8 @@ def test_abstains_with_zero_weights(small_first, tmp_path, kw, reason):
             str(tmp_path / 'd'), {'log_vcpus_total': 1.0}, ensemble_size=4,
             agreement=False)
     s = scorer_mod.Scorer()
-    out = s.weigh_views(hosts(), REQ, settings(kw.pop('policy_path', small_first),
-                                         **kw))
+    out = s.weigh_views(hosts(), REQ,
+                        settings(kw.pop('policy_path', small_first), **kw))
     assert not out.applied
     assert out.reason == reason
     assert out.weights == [0.0, 0.0, 0.0]
@@ -158,14 +158,15 @@ def test_check_interval_limits_stat_calls(small_first, monkeypatch):
                         lambda p: calls.append(p) or real(p))
     s = scorer_mod.Scorer()
     for _ in range(5):
-        s.weigh_views(hosts(), REQ, settings(small_first,
-                                       policy_check_interval_s=3600))
+        s.weigh_views(hosts(), REQ,
+                      settings(small_first, policy_check_interval_s=3600))
     assert len(calls) == 1
 
 
 def read_log(directory):
     lines = []
-    for path in sorted(glob.glob(os.path.join(directory, 'decisions-*.jsonl'))):
+    pattern = os.path.join(directory, 'decisions-*.jsonl')
+    for path in sorted(glob.glob(pattern)):
         with open(path) as f:
             lines.extend(json.loads(line) for line in f)
     return lines
@@ -175,7 +176,7 @@ def test_decision_log_records_the_call(small_first, tmp_path):
     log_dir = str(tmp_path / 'log')
     s = scorer_mod.Scorer()
     s.weigh_views(hosts(), REQ, settings(small_first, mode='shadow',
-                                   decision_log_dir=log_dir))
+                                         decision_log_dir=log_dir))
     assert s.flush_decision_log()
     (rec,) = read_log(log_dir)
     assert rec['instance_uuid'] == 'uuid-1' and rec['project_id'] == 'p1'
@@ -286,8 +287,8 @@ def test_snapshot_parsing_errors_and_partial_entries(tmp_path):
     assert cache.get(str(bad), 60, time.time())[1] == snapshot.UNAVAILABLE
 
 
-def test_close_writes_pending_records_and_stops_the_thread(small_first,
-                                                          tmp_path):
+def test_close_writes_pending_records_and_stops_the_thread(
+        small_first, tmp_path):
     log_dir = str(tmp_path / 'log')
     s = scorer_mod.Scorer()
     st = settings(small_first, decision_log_dir=log_dir)

@@ -321,3 +321,99 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
     snapshot.write(path, time.time(), {}, {})
     assert os.listdir(tmp_path) == ['usage.json']
     assert os.stat(path).st_mode & 0o044
+
+
+# -- format version 2 ---------------------------------------------------
+
+V2_DOC = {
+    'format_version': 2, 'generated_at': 1764000000.0,
+    'hosts': {
+        'c1': {'cpu_util_mean': 0.1, 'cpu_util_p95': 0.2,
+               'mem_util_mean': 0.3, 'mem_util_p95': 0.4,
+               'vcpus_allocated': 24, 'ram_mb_allocated': 49152,
+               'cpu_util_peak_24h': 0.8, 'mem_util_peak_24h': 0.7},
+        # Partial v2 groups are absent, like a partial usage group.
+        'c2': {'vcpus_allocated': 3, 'cpu_util_peak_24h': 0.5},
+    },
+    'projects': {
+        'p1': {'cpu_ratio': 0.4, 'cpu_ratio_peak_24h': 0.9,
+               'lifetime': {'median_s': 3600, 'p90_s': 86400, 'count': 12},
+               'recent_lifetime': {'median_s': 60, 'p90_s': 90,
+                                   'count': 4},
+               'flavors': {'m1.small': {'lifetime': {
+                   'median_s': 600, 'p90_s': 900, 'count': 3}}}},
+    },
+    'flavors': {'m1.small': {'lifetime': {'median_s': 100, 'p90_s': 200,
+                                          'count': 50}}},
+}
+
+
+def test_version_2_fields_are_read():
+    _, lookup = snapshot.parse(V2_DOC)
+    assert lookup.host_alloc == {'c1': (24.0, 49152.0)}
+    assert lookup.host_peaks == {'c1': (0.8, 0.7)}
+    assert lookup.project_peak_ratio == {'p1': 0.9}
+    lt = lookup.lifetimes
+    assert lt.project['p1'] == features.Lifetime(3600, 86400, 12)
+    assert lt.recent['p1'] == features.Lifetime(60, 90, 4)
+    assert lt.project_flavor[('p1', 'm1.small')].median_s == 600
+    assert lt.flavor['m1.small'].p90_s == 200
+    assert lookup.request_signals(features.RequestView(
+        1, 512, project_id='p1', flavor_name='m1.small')) == \
+        features.RequestSignals(features.Lifetime(60, 90, 4), 0.9)
+
+
+def test_version_1_still_reads_and_has_no_v2_signals():
+    doc = {'format_version': 1, 'generated_at': 1.0,
+           'hosts': {'c1': {'cpu_util_mean': 0.1, 'cpu_util_p95': 0.2,
+                            'mem_util_mean': 0.3, 'mem_util_p95': 0.4}},
+           'projects': {'p1': {'cpu_ratio': 0.5}}}
+    _, lookup = snapshot.parse(doc)
+    assert set(lookup.hosts) == {'c1'} and lookup.project_cpu_ratio == {
+        'p1': 0.5}
+    assert not lookup.host_alloc and not lookup.host_peaks
+    assert lookup.lifetimes.for_request('p1', '') is None
+    with pytest.raises(snapshot.SnapshotError, match='format_version 3'):
+        snapshot.parse(dict(doc, format_version=3))
+
+
+def _with(path, value):
+    doc = json.loads(json.dumps(V2_DOC))
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize('path,value,message', [
+    (('hosts', 'c1', 'vcpus_allocated'), -1, 'vcpus_allocated'),
+    (('hosts', 'c1', 'cpu_util_peak_24h'), 'x', 'cpu_util_peak_24h'),
+    (('hosts', 'c1', 'mem_util_peak_24h'), 1e400, 'mem_util_peak_24h'),
+    (('projects', 'p1', 'cpu_ratio_peak_24h'), True, 'cpu_ratio_peak_24h'),
+    (('projects', 'p1', 'lifetime'), [1, 2], 'lifetime'),
+    (('projects', 'p1', 'lifetime'), {'median_s': 1}, 'needs'),
+    (('projects', 'p1', 'lifetime'), {'median_s': 9, 'p90_s': 1,
+                                      'count': 1}, 'above'),
+    (('projects', 'p1', 'recent_lifetime'), {'median_s': 1, 'p90_s': 1,
+                                             'count': 0}, 'below 1'),
+    (('projects', 'p1', 'lifetime', 'count'), float('nan'), 'count'),
+    (('projects', 'p1', 'flavors'), 'x', 'flavors'),
+    (('projects', 'p1', 'flavors', 'm1.small'), 7, 'm1.small'),
+    (('flavors',), [1], 'flavors'),
+    (('flavors', 'm1.small', 'lifetime', 'p90_s'), -5, 'p90_s'),
+])
+def test_hostile_version_2_fields_are_snapshot_errors(path, value, message):
+    with pytest.raises(snapshot.SnapshotError, match=message):
+        snapshot.parse(_with(path, value))
+
+
+def test_write_version_2_round_trips(tmp_path):
+    path = str(tmp_path / 'snap.json')
+    snapshot.write(path, 5.0, V2_DOC['hosts'], V2_DOC['projects'],
+                   V2_DOC['flavors'])
+    with open(path) as f:
+        doc = json.load(f)
+    assert doc['format_version'] == 2 and doc['flavors'] == V2_DOC['flavors']
+    _, lookup = snapshot.load(path)
+    assert lookup.lifetimes.flavor['m1.small'].count == 50

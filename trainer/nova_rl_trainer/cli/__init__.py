@@ -17,6 +17,14 @@
     nova-rl-trainer snapshot --source NAME [auth] --window-s S --out PATH
         (--cluster FILE | --from-placement)   # the weigher's usage snapshot
     nova-rl-trainer cluster --from-placement [auth] --out cluster.json
+    nova-rl-trainer outcomes --decisions DIR --source NAME [auth]
+        --cluster cluster.json --out outcomes.jsonl   # logged decisions'
+                                                      # delayed rewards
+    nova-rl-trainer retrain --policy DIR --trace ingested.csv
+        --cluster cluster.json [--outcomes outcomes.jsonl]
+        --objective NAME --out DIR   # the served policy, further trained
+    nova-rl-trainer decisions --log DIR --report OUT   # what the decision
+                                                       # logs say
 
 ``--scenario NAME`` may replace ``--trace`` and the cluster options (which
 then override the preset's). Each command lives in a module of this package
@@ -33,21 +41,24 @@ from typing import Sequence
 import threadpoolctl
 
 from nova_rl_trainer.cli import cluster
+from nova_rl_trainer.cli import decisions
 from nova_rl_trainer.cli import evaluate
 from nova_rl_trainer.cli import ingest
 from nova_rl_trainer.cli import options
+from nova_rl_trainer.cli import outcomes
 from nova_rl_trainer.cli import publish
+from nova_rl_trainer.cli import retrain
 from nova_rl_trainer.cli import scenarios
 from nova_rl_trainer.cli import simulate
-from nova_rl_trainer.cli import snapshot
 from nova_rl_trainer.cli import size_cluster
+from nova_rl_trainer.cli import snapshot
 from nova_rl_trainer.cli import train
 from nova_rl_trainer.simulation import objectives as objectives_mod
 from nova_rl_trainer.simulation import policies as policies_mod
 from nova_rl_trainer.simulation import traces
 
 COMMANDS = (simulate, evaluate, scenarios, size_cluster, train, publish,
-            ingest, snapshot, cluster)
+            ingest, snapshot, cluster, outcomes, retrain, decisions)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from nova_rl_trainer.cli.telemetry_common import Outputs
 from nova_rl_trainer.cli.telemetry_common import add_placement_options
+from nova_rl_trainer.cli.telemetry_common import Outputs
 from nova_rl_trainer.cli.telemetry_common import warn
 from nova_rl_trainer.telemetry import placement
 

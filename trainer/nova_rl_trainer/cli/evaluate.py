@@ -4,7 +4,6 @@ side, with a report."""
 from __future__ import annotations
 
 import argparse
-import os
 
 from nova_rl_trainer.cli import options
 from nova_rl_trainer.cli import output
@@ -20,9 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='write a list of metrics, one per policy')
     p.add_argument('--report', required=True, metavar='DIR',
                    help='write report.md, metrics.csv and plots here')
-    p.add_argument('--jobs', type=int, default=0,
-                   help='parallel worker processes (default: one per '
-                        'policy, at most the number of CPUs)')
+    options.add_fanout_options(p, aliases=('--jobs',))
     p.set_defaults(func=run)
 
 
@@ -32,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     if not specs:
         raise options.CliError('--policies is empty')
     setup = options.setup_from_args(args)
-    jobs = args.jobs if args.jobs else min(len(specs), os.cpu_count() or 1)
-    results = evaluation.evaluate(setup, specs, jobs=jobs,
-                                  show_progress=not args.quiet)
+    results = evaluation.evaluate(
+        setup, specs, jobs=options.workers_from_args(args, len(specs)),
+        show_progress=not args.quiet, ray_address=args.ray_address)
     output.write_json(args.json, [r.metrics for r in results])
     files = report.write_report(
         results, args.report,

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 
-from nova_rl_trainer.cli.telemetry_common import Outputs
 from nova_rl_trainer.cli.telemetry_common import add_source_option
+from nova_rl_trainer.cli.telemetry_common import Outputs
 from nova_rl_trainer.cli.telemetry_common import warn
 from nova_rl_trainer.telemetry import ingest as ingest_mod
 from nova_rl_trainer.telemetry import sources

@@ -12,14 +12,15 @@ replaces or changes the scenario's cluster.
 from __future__ import annotations
 
 import argparse
+import os
 
+from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.simulation import nova_weighers
 from nova_rl_trainer.simulation import objectives as objectives_mod
 from nova_rl_trainer.simulation import scenarios as scenarios_mod
+from nova_rl_trainer.simulation.setup import Setup
 from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.simulation import trace_files
-from nova_rl_trainer.simulation.cluster import ClusterSpec
-from nova_rl_trainer.simulation.setup import Setup
 
 CLUSTER_FIELDS = (
     ('hosts', int, 'number of compute hosts'),
@@ -195,3 +196,39 @@ def setup_from_args(args: argparse.Namespace) -> Setup:
     except ValueError as e:
         raise CliError(str(e)) from None
     return setup
+
+
+def add_fanout_options(p, aliases: tuple[str, ...] = ()) -> None:
+    """``--workers N`` and ``--ray-address ADDRESS``
+    (:class:`~nova_rl_trainer.simulation.fanout.Fanout`); ``aliases`` keep
+    a command's older spelling (``--jobs``)."""
+    p.add_argument('--workers', *aliases, dest='workers', type=int,
+                   default=0, metavar='N',
+                   help='local worker processes for simulations (default: '
+                        'one per CPU, at most one per task; 1: in this '
+                        'process)')
+    p.add_argument('--ray-address', metavar='ADDRESS',
+                   help='fan out over an existing Ray cluster (HOST:PORT, '
+                        'as `ray start --head` prints it) instead of local '
+                        'processes; needs Ray installed')
+
+
+def workers_from_args(args: argparse.Namespace, tasks: int) -> int:
+    """``--workers``, or one per CPU and at most ``tasks``; CliError if
+    it is below 0."""
+    if args.workers < 0:
+        raise CliError('--workers must be >= 1 (0: one per CPU)')
+    return args.workers or max(1, min(tasks, os.cpu_count() or 1))
+
+
+def add_window_options(p) -> None:
+    """``--windows N`` and ``--window-days D``: the independent held-out
+    windows a paired verdict rests on."""
+    p.add_argument('--windows', type=int, default=10, metavar='N',
+                   help='independent time windows per held-out scenario '
+                        'and seed, the paired cases of the verdict (default '
+                        '%(default)s; the verdict needs at least 10 cases '
+                        'in all)')
+    p.add_argument('--window-days', type=float, metavar='D',
+                   help='length of each window in days (default: the '
+                        'trace span divided by --windows)')

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from nova_rl_trainer.cli import options
@@ -62,9 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         + ', '.join(scenarios_mod.SCENARIOS))
     g.add_argument('--seed', action='append', type=int, metavar='S',
                    help='repeatable (default 0)')
-    g.add_argument('--jobs', type=int, default=0,
-                   help='parallel simulations (default: one per policy, at '
-                        'most the number of CPUs)')
+    options.add_window_options(g)
+    options.add_fanout_options(g, aliases=('--jobs',))
     # The simulate/evaluate commands' trace, cluster and measurement
     # options, so a held-out trace is described the same way everywhere.
     g = p.add_argument_group('other held-out trace (optional)')
@@ -117,16 +115,18 @@ def run_publish(args: argparse.Namespace) -> int:
         objective_options = objectives_mod.parse_options(
             args.objective_option)
         setups = _setups_from_args(args)
-        jobs = args.jobs or min(3, os.cpu_count() or 1)
+        jobs = options.workers_from_args(args, 3 * args.windows)
         result = judge.publish(
             args.candidate, args.target, objective=args.objective,
             objective_options=objective_options, setups=setups,
             tolerance=args.tolerance, terms=args.terms, keep=args.keep,
             threshold=args.threshold, multiplier=args.multiplier,
-            jobs=jobs, dry_run=args.dry_run, show_progress=not args.quiet)
+            jobs=jobs, dry_run=args.dry_run, show_progress=not args.quiet,
+            windows=args.windows, window_days=args.window_days,
+            ray_address=args.ray_address)
     except judge.PublishError as e:
         return _error('publish', e)
-    except objectives_mod.ObjectiveError as e:
+    except (objectives_mod.ObjectiveError, options.CliError) as e:
         return _error('publish', judge.PublishError(str(e)))
     print(result.table())
     for note in result.notes:

@@ -7,9 +7,9 @@ import argparse
 import json
 
 from nova_rl_trainer.cli import options
+from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.simulation import scenarios as scenarios_mod
 from nova_rl_trainer.simulation import trace_files
-from nova_rl_trainer.simulation.cluster import ClusterSpec
 
 
 def register(sub: argparse._SubParsersAction) -> None:

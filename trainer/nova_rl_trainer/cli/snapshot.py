@@ -37,9 +37,9 @@ import argparse
 import datetime as dt
 import math
 
-from nova_rl_trainer.cli.telemetry_common import Outputs
 from nova_rl_trainer.cli.telemetry_common import add_source_option
 from nova_rl_trainer.cli.telemetry_common import error
+from nova_rl_trainer.cli.telemetry_common import Outputs
 from nova_rl_trainer.cli.telemetry_common import warn
 from nova_rl_trainer.simulation.cluster import ClusterFileError
 from nova_rl_trainer.simulation.cluster import ClusterSpec
@@ -63,6 +63,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--window-s', required=True, type=float, metavar='S',
                    help='the last S seconds (the simulator, and so the '
                         "policy's training, uses 3600)")
+    p.add_argument('--peak-window-s', type=float, metavar='S',
+                   default=snapshot_mod.PEAK_WINDOW_S,
+                   help='span of the daily peaks (format v2: '
+                        'cpu_util_peak_24h, mem_util_peak_24h, '
+                        'cpu_ratio_peak_24h; default %(default)g)')
+    p.add_argument('--lifetime-window-s', type=float, metavar='S',
+                   default=snapshot_mod.LIFETIME_WINDOW_S,
+                   help='instances that ended in the last S seconds give '
+                        'the lifetime statistics (format v2; default '
+                        '%(default)g)')
     p.add_argument('--at', type=sources.time_arg, metavar='ISO8601',
                    help='end of the window instead of now (tests, replay)')
     p.add_argument('--out', required=True, metavar='PATH',
@@ -122,17 +132,21 @@ def run(args: argparse.Namespace) -> int:
         if not args.from_placement:
             return error('--placement-cloud and --placement-endpoint go '
                          'with --from-placement')
-    if not (math.isfinite(args.window_s) and args.window_s > 0):
-        return error(f'--window-s {args.window_s:g}: must be a positive '
-                     'number of seconds')
+    for name, value in (('--window-s', args.window_s),
+                        ('--peak-window-s', args.peak_window_s),
+                        ('--lifetime-window-s', args.lifetime_window_s)):
+        if not (math.isfinite(value) and value > 0):
+            return error(f'{name} {value:g}: must be a positive number of '
+                         'seconds')
     stop = args.at or dt.datetime.now(dt.timezone.utc)
     with Outputs(args.out, ClusterFileError) as out:
         cls = sources.source_class(args.source)
         with cls.from_arguments(args) as source:
             capacities, placement_summary, warnings = _capacities(
                 args, source)
-            snap = snapshot_mod.build(source, capacities, stop,
-                                      args.window_s)
+            snap = snapshot_mod.build_v2(
+                source, capacities, stop, args.window_s,
+                args.peak_window_s, args.lifetime_window_s)
         snapshot_mod.write(snap, args.out)
         summary = dict(snap.summary, out=args.out)
         if placement_summary is not None:

@@ -12,6 +12,8 @@ import os
 import sys
 
 from nova_rl_trainer.cli import options
+from nova_rl_trainer.simulation import family as family_mod
+from nova_rl_trainer.simulation import fanout
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,19 +52,50 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the objective's warm-start heuristic")
     p.add_argument('--resume', action='store_true',
                    help='continue from OUT/checkpoint')
+    g = p.add_argument_group('a family of clusters')
+    g.add_argument('--family', metavar='default|FILE',
+                   help="train for a family of clusters and workloads "
+                        "drawn from ranges ('default', or a JSON file of "
+                        'ranges; keys in nova_rl_trainer.simulation.family) '
+                        "over the trace of --scenario/--trace, instead of "
+                        "the one cluster")
+    g.add_argument('--family-members', type=int, default=8, metavar='K',
+                   help='clusters drawn from the family (seeded by --seed), '
+                        'each with its own episodes and held-out part '
+                        '(default %(default)s)')
+    g = p.add_argument_group('fan-out of the rollouts')
+    g.add_argument('--rollout-members', type=int, default=1, metavar='R',
+                   help="each PPO iteration's branched states come from R "
+                        'members (shards with their own seeds; the weights '
+                        'depend on R, not on --workers) (default '
+                        '%(default)s)')
+    g.add_argument('--workers', type=int, default=1, metavar='N',
+                   help='collect the shards in N local worker processes, '
+                        'each keeping the environments of the members it '
+                        'was given (default %(default)s: in this process)')
+    g.add_argument('--ray-address', metavar='HOST:PORT',
+                   help='collect the shards as tasks on this Ray cluster '
+                        'instead')
 
     def cmd(args: argparse.Namespace) -> int:
         from nova_rl_trainer.learning import env as env_mod
         from nova_rl_trainer.learning import ppo
         from nova_rl_trainer.learning import train
         setup = options.setup_from_args(args)
+        # One objective for every environment: a constrained objective's
+        # multipliers, set by the trainer, then hold everywhere.
         objective = setup.make_objective()
-        trace = setup.load_trace()
-
-        def make_env():
-            return env_mod.PlacementEnv(
-                trace=trace, cluster=setup.cluster, objective=objective,
-                config=setup.config, seed=setup.seed)
+        for name in ('family_members', 'rollout_members', 'workers'):
+            if getattr(args, name) < 1:
+                raise options.CliError(f"--{name.replace('_', '-')} must be "
+                                       'at least 1')
+        if args.family is not None:
+            family = family_mod.ClusterFamily.named(args.family)
+            members = family.members(setup, args.family_members, args.seed)
+            make_env = [env_mod.factory(m.trace, m.setup, objective)
+                        for m in members]
+        else:
+            make_env = env_mod.factory(setup.load_trace(), setup, objective)
         config = train.TrainConfig(
             objective=args.objective, seed=args.seed, members=args.members,
             hidden=args.hidden, minutes=None if args.iterations else
@@ -71,6 +104,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             args.warm_start, calibration_samples=args.calibration_samples,
             eval_every=args.eval_every,
             continuation=args.continuation,
+            rollout_members=args.rollout_members, workers=args.workers,
+            ray_address=args.ray_address,
             ppo=ppo.PPOConfig(rollout_decisions=args.rollout_decisions,
                               advantage=args.advantage,
                               vine_states=args.vine_states,
@@ -80,9 +115,16 @@ def register(sub: argparse._SubParsersAction) -> None:
             else 'nova-rl-trainer train', 'scenario': setup.name,
             'trace': os.path.basename(setup.trace_path),
             'seed': args.seed, 'nova_weighers': args.nova_weighers}
+        if args.family is not None:
+            provenance['family'] = {
+                'ranges': family.describe(),
+                'members': [m.describe() for m in members]}
         trainer = train.Trainer(make_env, args.out, config, provenance,
                                 progress=not args.quiet)
-        summary = trainer.run(resume=args.resume)
+        try:
+            summary = trainer.run(resume=args.resume)
+        except fanout.FanoutError as e:
+            raise options.CliError(str(e)) from None
         print(json.dumps(summary, indent=2))
         return 0
     p.set_defaults(func=cmd)

@@ -40,11 +40,11 @@ import numpy as np
 
 from nova_rl_weigher import features
 
+from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.simulation import objectives as objectives_mod
 from nova_rl_trainer.simulation import policies as policies_mod
-from nova_rl_trainer.simulation import simulator
-from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.simulation.traces import Trace
 
 #: Warm-started simulations kept for reuse (each holds a cluster's state).
@@ -257,3 +257,13 @@ class PlacementEnv(gym.Env):
     def metrics(self) -> dict:
         """The simulator's metrics for the episode so far."""
         return self.sim.result().metrics
+
+
+def factory(trace, setup, objective) -> Callable[[], PlacementEnv]:
+    """A factory of environments for one trace on ``setup``'s cluster, as
+    the trainer takes them (one per member, several envs each)."""
+    def make_env() -> PlacementEnv:
+        return PlacementEnv(trace=trace, cluster=setup.cluster,
+                            objective=objective, config=setup.config,
+                            seed=setup.seed)
+    return make_env

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from nova_rl_trainer.learning import env as env_mod
-from nova_rl_trainer.simulation import policies as policies_mod
 from nova_rl_trainer.learning import policy_net
 from nova_rl_trainer.learning.policy_net import EnsembleScorer
+from nova_rl_trainer.simulation import policies as policies_mod
 
 
 class _Recorder:

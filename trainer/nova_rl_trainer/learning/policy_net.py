@@ -108,6 +108,27 @@ def numpy_policy(model: EnsembleScorer) -> np_policy.Policy:
         version='training')
 
 
+def widen(params: Mapping[str, np.ndarray], mean: np.ndarray,
+          std: np.ndarray, width: int
+          ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """A policy of fewer features (an older schema, whose columns are the
+    first of the current one) as one of ``width`` features that computes the
+    same scores: zero input weights, mean 0 and std 1 for the new columns.
+    Retraining then learns what the new columns are worth."""
+    old = params['W1'].shape[1]
+    if old > width:
+        raise ValueError(f'a policy of {old} features cannot become one of '
+                         f'{width}')
+    out = dict(params)
+    w1 = params['W1']
+    out['W1'] = np.concatenate(
+        [w1, np.zeros((w1.shape[0], width - old, w1.shape[2]), w1.dtype)],
+        axis=1)
+    mean = np.concatenate([np.asarray(mean, float), np.zeros(width - old)])
+    std = np.concatenate([np.asarray(std, float), np.ones(width - old)])
+    return out, mean, std
+
+
 def pad(xs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad candidate sets into ``(B, Nmax, F)`` with a mask."""
     nmax = max(x.shape[0] for x in xs)
@@ -119,7 +140,6 @@ def pad(xs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(batch), torch.from_numpy(mask)
 
 
-
 def export(model: EnsembleScorer, path: str, *, feature_min: np.ndarray,
            feature_max: np.ndarray, objective: str,
            provenance: Mapping[str, Any], policy_version: str | None = None,
@@ -127,6 +147,11 @@ def export(model: EnsembleScorer, path: str, *, feature_min: np.ndarray,
            range_tolerance: float = 0.05,
            nova_weighers: Mapping[str, Any] | None = None) -> dict:
     """Write ``model`` as a weigher policy artifact; return the manifest.
+
+    The manifest's feature schema is the one of the model's width: a model
+    built with the default ``num_features`` (``features.NUM_FEATURES``)
+    exports schema v2 (``features.SCHEMA``); one loaded from a v1 artifact
+    (:func:`from_artifact`) exports v1 again.
 
     ``nova_weighers``: the Nova weigher configuration it was trained with
     (``policies.nova_weighers_record(SimConfig.nova_weighers)``), which the

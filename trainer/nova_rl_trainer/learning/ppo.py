@@ -9,7 +9,8 @@ ensemble mean's softmax), so each member is individually good and their
 disagreement stays meaningful for the weigher's confidence gate.
 
 Advantages come from one of two estimators: ``vine`` (default, see
-:func:`rollouts.collect_vine`) branches the simulation at sampled states and compares
+:func:`rollouts.collect_vine`) branches the simulation at sampled states and
+compares
 the tried actions under a common future; ``gae`` uses a separate
 permutation-invariant critic of the candidate set and on-policy rewards.
 
@@ -18,6 +19,32 @@ torch on padded batches.
 
 The loop follows CleanRL's ``ppo.py``: collect ``rollout_decisions`` steps,
 compute GAE advantages, then ``epochs`` passes of minibatch updates.
+
+**Lagrangian PPO** (objective ``pareto``, constraints held to a reference
+policy's level): the reward is ``-(primary + sum_i lambda_i * c_i)``, the
+multipliers ``lambda_i`` being the objective's constraint weights, and
+:func:`dual_ascent` moves them between PPO iterations by projected dual
+ascent on the measured excess ``e_i`` (policy's term minus the reference's
+on the same episodes, relative, see ``Pareto.excess``)::
+
+    lambda_i <- max(0, lambda_i + dual_lr * max(price_i, lambda_i) * e'_i)
+    e'_i = e_i if e_i > 0 else min(e_i, -DUAL_DECAY)
+
+Why: a fixed weighted sum fixes the exchange rate between packing and hot
+spots once and for all, and the policy may buy active host-hours with
+overload at that rate; the constraint "no worse than the reference" has no
+such rate. Ascent on the dual raises a term's price while the policy
+violates it and lowers it, down to 0, while the policy is within it, so
+the primary terms decide wherever the constraints allow (Altman's
+constrained MDPs; Tessler et al., "Reward Constrained Policy Optimization",
+ICLR 2019). ``price_i`` (the initial multiplier) puts the step in each
+term's units; ``e_i`` is relative and clipped, so one step moves a
+multiplier by at most a few times its size. Scaling by the multiplier
+itself once it is above its price makes the steps multiplicative: a
+multiplier that had to grow large comes back down in a few validations
+once the constraint holds. A constraint met exactly (often both sides 0:
+no overload on either) still counts as met by at least ``DUAL_DECAY``, so
+its multiplier falls back to 0 rather than staying wherever it was.
 """
 
 from __future__ import annotations
@@ -30,8 +57,10 @@ from torch import nn
 
 from nova_rl_weigher import features
 
-from nova_rl_trainer.learning.policy_net import EnsembleScorer, pad
-from nova_rl_trainer.learning.rollouts import Rollout, VineBatch
+from nova_rl_trainer.learning.policy_net import EnsembleScorer
+from nova_rl_trainer.learning.policy_net import pad
+from nova_rl_trainer.learning.rollouts import Rollout
+from nova_rl_trainer.learning.rollouts import VineBatch
 
 
 @dataclasses.dataclass
@@ -59,6 +88,22 @@ class PPOConfig:
     vine_stride: int = 16          # trunk decisions between branched states
 
 
+#: Least relative step down of a met constraint's multiplier.
+DUAL_DECAY = 0.1
+
+
+def dual_ascent(multipliers: dict[str, float], excess: dict[str, float],
+                prices: dict[str, float], lr: float) -> dict[str, float]:
+    """One projected dual-ascent step (see the module docstring): the
+    multipliers after measuring ``excess`` (> 0: constraint violated)."""
+    out = {}
+    for t, lam in multipliers.items():
+        e = float(excess[t])
+        step = e if e > 0 else min(e, -DUAL_DECAY)
+        out[t] = max(0.0, float(lam) + lr * max(prices[t], lam) * step)
+    return out
+
+
 class ValueNet(nn.Module):
     """Value of a decision state from its candidate set (mean and max pool)."""
 
@@ -77,7 +122,8 @@ class ValueNet(nn.Module):
         count = m.sum(dim=1).clamp_min(1.0)
         mean = (h * m).sum(dim=1) / count
         maxed = torch.where(m > 0, h, torch.full_like(h, -1e9)).max(dim=1)[0]
-        return self.rho(torch.cat([mean, maxed, torch.log(count)], dim=1))[:, 0]
+        scores = self.rho(torch.cat([mean, maxed, torch.log(count)], dim=1))
+        return scores[:, 0]
 
 
 def _entropy(logp_all: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -264,4 +310,3 @@ class PPO:
         self.critic.load_state_dict(state['critic'])
         self.opt.load_state_dict(state['opt'])
         self.critic_opt.load_state_dict(state['critic_opt'])
-

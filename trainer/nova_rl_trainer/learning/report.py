@@ -20,12 +20,28 @@ def outcome(summary: dict) -> str:
             f"better): warm start {v['initial']:,.2f}, best "
             f"{v['best']:,.2f} at iteration {summary['best_iteration']} "
             f"({change:+.2%}); for reference {refs}. ")
+    text += constraints(summary)
     if summary['best_iteration'] == 0:
         return text + ('RL did not improve on the warm start within this '
                        'budget: the exported weights are the warm '
                        "start's.")
     return text + ('The exported weights are those of iteration '
                    f"{summary['best_iteration']}.")
+
+
+def constraints(summary: dict) -> str:
+    """For a constrained objective: the kept policy's constraint terms
+    against the reference's, in words ('' otherwise)."""
+    c = summary.get('constraints')
+    if not c or not c.get('excess_at_best'):
+        return ''
+    parts = ', '.join(f"{term.replace('_', ' ')} {e:+.1%}"
+                      for term, e in c['excess_at_best'].items())
+    verdict = ('every constraint met' if c['feasible_at_best'] else
+               'NOT every constraint met: no validated policy was feasible')
+    return (f"Constraints against {c['reference']} on the same episodes "
+            f'(mean relative excess over the {summary.get("clusters", 1)} '
+            f'cluster(s)): {parts}; {verdict}. ')
 
 
 def plot_curves(history: list[dict], baselines: dict[str, float],
@@ -67,9 +83,16 @@ def plot_curves(history: list[dict], baselines: dict[str, float],
         ax.plot([h['decisions'] for h in with_stats],
                 [h['approx_kl'] * 100 for h in with_stats],
                 label='approx KL x100')
-        ax.legend()
+    with_lambda = [h for h in evals if 'multipliers' in h]
+    for term in (with_lambda[0]['multipliers'] if with_lambda else ()):
+        ax.plot([h['decisions'] for h in with_lambda],
+                [h['multipliers'][term] for h in with_lambda], ls=':',
+                label=f'lambda {term}')
+    if with_stats or with_lambda:
+        ax.legend(fontsize='small')
     ax.set_xlabel('training decisions')
-    ax.set_title('PPO')
+    ax.set_title('PPO' + (' and Lagrange multipliers' if with_lambda
+                          else ''))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -1,9 +1,18 @@
 """Experience for PPO: on-policy rollouts and branched (vine) states.
 
 Both play the exported numpy inference of :mod:`nova_rl_weigher.policy`
-(the code that runs in nova-scheduler), which is much faster than torch for
-one small candidate set at a time; :mod:`ppo` updates the network from what
-they collect.
+(the code that runs in nova-scheduler; ``policy_net.numpy_policy`` of the
+model), which is much faster than torch for one small candidate set at a
+time; :mod:`ppo` updates the network from what they collect. This module
+does not import torch, so worker processes that collect need none.
+
+**Shards** (:class:`Shard`, :func:`collect_shard`): an iteration's vine
+batch may be split into pieces, each from one member of a family of
+clusters with its own RNG seed, collected in this process or fanned out
+(:mod:`nova_rl_trainer.simulation.fanout`) to workers that build the
+member's environment from its :class:`EnvRecipe` once and keep it. A shard
+gives the same states whoever collects it, so the batch does not depend on
+the number of workers.
 """
 
 from __future__ import annotations
@@ -13,9 +22,14 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from nova_rl_weigher import policy as np_policy
+
 from nova_rl_trainer.learning import branching
 from nova_rl_trainer.learning import env as env_mod
-from nova_rl_trainer.learning.policy_net import EnsembleScorer, numpy_policy
+from nova_rl_trainer.simulation.cluster import ClusterSpec
+from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation import simulator
+from nova_rl_trainer.simulation.traces import Trace
 
 
 def log_softmax(s: np.ndarray) -> np.ndarray:
@@ -35,12 +49,12 @@ class Rollout:
     episode_costs: list[float]
 
 
-def collect(env: env_mod.PlacementEnv, model: EnsembleScorer, n: int,
+def collect(env: env_mod.PlacementEnv, pol: np_policy.Policy, n: int,
             rng: np.random.Generator, start_s: Callable[[], float],
             episode_decisions: int, reward_scale: float,
             greedy: bool = False) -> Rollout:
-    """Play ``n`` decisions with the current policy (sampling its softmax)."""
-    pol = numpy_policy(model)
+    """Play ``n`` decisions with the current policy ``pol`` (sampling its
+    softmax)."""
     xs, actions, logps, rewards, dones, next_x, costs = \
         [], [], [], [], [], [], []
     done = True
@@ -98,7 +112,7 @@ class VineSettings(Protocol):
     episode_decisions: int
 
 
-def collect_vine(env: env_mod.PlacementEnv, model: EnsembleScorer,
+def collect_vine(env: env_mod.PlacementEnv, pol: np_policy.Policy,
                  config: VineSettings, rng: np.random.Generator,
                  start_s: Callable[[], float], continuation: str
                  ) -> VineBatch:
@@ -114,7 +128,6 @@ def collect_vine(env: env_mod.PlacementEnv, model: EnsembleScorer,
     numbers): a low-variance advantage, where on-policy rewards drown one
     placement's effect in everything else that happens on the cluster.
     """
-    pol = numpy_policy(model)
     xs, actions, logps, advs, trunk, costs = [], [], [], [], [], []
     done, steps, episode_cost = True, 0, 0.0
     while len(xs) < config.vine_states:
@@ -149,3 +162,82 @@ def collect_vine(env: env_mod.PlacementEnv, model: EnsembleScorer,
         if done:
             costs.append(episode_cost)
     return VineBatch(xs, actions, logps, advs, trunk, costs)
+
+
+# -- shards: pieces of a vine batch, here or in worker processes --------------
+
+@dataclasses.dataclass(frozen=True)
+class EnvRecipe:
+    """What builds a member's training environment in another process
+    (picklable): the same trace, cluster, measurement, objective, workload
+    seed and warm-up policy, primed at the same start instants, gives the
+    same states as the trainer's own environment."""
+
+    key: str
+    trace: Trace
+    cluster: ClusterSpec
+    config: simulator.SimConfig
+    objective: objectives_mod.Objective
+    seed: int
+    warmup_policy: str
+    starts: tuple[float, ...]
+
+    @classmethod
+    def of(cls, key: str, env: env_mod.PlacementEnv, starts) -> 'EnvRecipe':
+        return cls(key, env.workload(env.workload_seed).trace, env.cluster,
+                   env.config, env.objective, env.workload_seed,
+                   env.warmup_policy, tuple(float(t) for t in starts))
+
+    def build(self) -> env_mod.PlacementEnv:
+        env = env_mod.PlacementEnv(
+            trace=self.trace, cluster=self.cluster, objective=self.objective,
+            config=self.config, seed=self.seed,
+            warmup_policy=self.warmup_policy)
+        env.prime_starts(self.starts)
+        return env
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """``config.vine_states`` branched states from one member: its recipe,
+    the policy to sample, the objective's Lagrange multipliers (None: not
+    constrained), the branches' continuation and an RNG seed."""
+
+    recipe: EnvRecipe
+    policy: np_policy.Policy
+    multipliers: dict[str, float] | None
+    config: VineSettings
+    continuation: str
+    seed: int
+
+
+def run_shard(env: env_mod.PlacementEnv, shard: Shard) -> VineBatch:
+    """Collect ``shard`` on ``env`` (the member's environment)."""
+    if shard.multipliers is not None:
+        env.objective.set_multipliers(shard.multipliers)
+    rng = np.random.default_rng(shard.seed)
+    starts = shard.recipe.starts
+
+    def start_s() -> float:
+        return starts[int(rng.integers(len(starts)))]
+    return collect_vine(env, shard.policy, shard.config, rng, start_s,
+                        shard.continuation)
+
+
+#: A worker's environments, by recipe key: built once, kept for the
+#: worker's life (the fan-out keeps its workers for the whole run).
+_WORKER_ENVS: dict[str, env_mod.PlacementEnv] = {}
+
+
+def collect_shard(shard: Shard) -> VineBatch:
+    """Worker side of a fanned-out shard (top-level, so it pickles)."""
+    env = _WORKER_ENVS.get(shard.recipe.key)
+    if env is None:
+        env = _WORKER_ENVS[shard.recipe.key] = shard.recipe.build()
+    return run_shard(env, shard)
+
+
+def merge(batches: list[VineBatch]) -> VineBatch:
+    """One batch of several shards', in order."""
+    return VineBatch(*(sum((getattr(b, f.name) for b in batches), [])
+                       for f in dataclasses.fields(VineBatch)))

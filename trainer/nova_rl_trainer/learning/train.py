@@ -15,6 +15,29 @@
    training and the Nova weigher configuration trained with
    (``nova_weighers``), and write ``OUT/train.json`` and ``OUT/curves.png``.
 
+**A family of clusters** (``--family``, :mod:`..simulation.family`):
+``make_env`` may be a list of factories, one per drawn member (its cluster
+and workload). Each member has its own environment, start grid and
+held-out part; every PPO iteration collects its episodes from one member
+drawn by the trainer's RNG, validation and calibration cover every member,
+and the exported feature ranges are those seen over all of them.
+
+**Constrained objectives** (``pareto``): validation measures, per member,
+the objective's terms of the policy and of the *reference* (the cluster's
+configured Nova weighers, i.e. what a gated policy's abstentions get) on
+the same held-out episode; after each validation the Lagrange multipliers
+take one projected dual-ascent step on the constraints' excess
+(:func:`ppo.dual_ascent`: raised while the policy is worse than the
+reference on a constraint, lowered to 0 while it is not), so the reward
+``-(primary + sum lambda_i * constraint_i)`` prices each constraint only as
+much as it takes to hold it. Validation is the natural place for the step:
+it plays the same held-out episodes every time (paired with the
+reference's, deterministic), so the excess it measures is not sampling
+noise. The kept policy is the best *feasible* one (every constraint met on
+average over the members) by primary cost; while none is feasible, the one
+with the least excess. ``train.json`` logs the excess and multipliers of
+every validation (``curves.png`` plots them).
+
 Checkpoints (``OUT/checkpoint``, no pickle) are written every few
 iterations; ``--resume`` continues from one. Same seed and iteration count,
 same weights.
@@ -22,14 +45,17 @@ same weights.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
+import uuid
 
 import numpy as np
 
+from nova_rl_weigher import artifact as nova_artifact
 from nova_rl_weigher import features
 from nova_rl_weigher import fileio
 
@@ -37,14 +63,21 @@ from nova_rl_trainer.learning import calibration
 from nova_rl_trainer.learning import checkpoint
 from nova_rl_trainer.learning import env as env_mod
 from nova_rl_trainer.learning import imitation
-from nova_rl_trainer.simulation import policies as policies_mod
 from nova_rl_trainer.learning import policy_net
 from nova_rl_trainer.learning import ppo
 from nova_rl_trainer.learning import report
 from nova_rl_trainer.learning import rollouts
+from nova_rl_trainer.simulation import fanout
+from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation import policies as policies_mod
 
 DEFAULT_WARM_START = {'packing': 'best-fit', 'balance': 'load-aware',
-                      'headroom': 'nova-default'}
+                      'headroom': 'nova-default', 'pareto': 'load-aware'}
+#: Targets of load-aware tried for the pareto warm start (``--warm-start
+#: auto``): the one with the least primary cost among those meeting the
+#: constraints on the validation episodes is imitated. Higher targets pack
+#: more and run hotter.
+PARETO_TARGETS = (0.6, 0.7, 0.8)
 
 
 @dataclasses.dataclass
@@ -56,9 +89,12 @@ class TrainConfig:
     minutes: float | None = 10.0
     iterations: int | None = None
     warm_start: str | None = 'auto'
+    # A policy artifact to start from instead of a warm start (retrain).
+    initial_policy: str | None = None
     # The heuristic that continues branches for vine advantages; 'auto':
-    # the objective's default warm-start heuristic, so RL learns where
-    # deviating from it pays off under the objective.
+    # the objective's default warm-start heuristic (for pareto, the
+    # cluster's configured Nova weighers: its reference and fallback), so
+    # RL learns where deviating from it pays off under the objective.
     continuation: str = 'auto'
     imitation_decisions: int = 20000
     imitation_steps: int = 200
@@ -73,10 +109,84 @@ class TrainConfig:
     # (measured: memory use 2% past its training maximum) and one host
     # out of range makes the weigher abstain for the whole request.
     range_tolerance: float = 0.25
+    # Each PPO iteration's vine states come from this many members (shards
+    # of the batch, each with its own seed), collected here or by
+    # ``workers`` local processes / a Ray cluster at ``ray_address``. The
+    # batch depends on rollout_members, not on who collects it.
+    rollout_members: int = 1
+    workers: int = 1
+    ray_address: str | None = None
     ppo: ppo.PPOConfig = dataclasses.field(default_factory=ppo.PPOConfig)
 
 
+def held_out(val_env: env_mod.PlacementEnv, starts, limit: int | None,
+             make_policy) -> tuple[float, dict[str, float]]:
+    """Objective cost and terms accrued by ``make_policy()`` over the
+    episodes of ``val_env`` from ``starts``, each at most ``limit``
+    decisions (None: to the end of the trace).
+
+    The environment provides the warm start; the episode itself runs on
+    the simulation, so the policy builds each feature matrix once (the
+    environment's observation is not needed). An episode's cost runs to
+    its next decision, as a truncated episode of the environment.
+    """
+    cost = 0.0
+    terms = dict.fromkeys(objectives_mod.TERMS, 0.0)
+    for start in starts:
+        sim = val_env.warm_start(start)
+        cost0, terms0 = sim.cost(), sim.terms()
+        sim.play(make_policy(), max_decisions=limit)
+        sim.pending()
+        cost += sim.cost() - cost0
+        for k, v in sim.terms().items():
+            terms[k] += v - terms0[k]
+    return cost, terms
+
+
+class Member:
+    """One cluster and workload trained on (a family member, or the one
+    setup): its environments and where its episodes start.
+
+    Its trace is split in time: training episodes start in the first
+    ``train_fraction``, validation and calibration use the rest.
+    """
+
+    def __init__(self, make_env, train_fraction: float) -> None:
+        self.env: env_mod.PlacementEnv = make_env()
+        self.val_env: env_mod.PlacementEnv = make_env()
+        horizon = self.env.horizon_s
+        self.train_range = (0.0, train_fraction * horizon)
+        self.held_out = (train_fraction * horizon, horizon)
+        # Episodes start at one of a fixed grid of instants: the
+        # environment caches the cluster state reached at each, instead of
+        # replaying the trace up to a new instant for every episode.
+        self.start_grid = np.linspace(*self.train_range, num=24,
+                                      endpoint=False)
+        # Validation plays the whole held-out part, so placements are
+        # judged over (most of) the lives of the VMs they place.
+        self.val_starts = [self.held_out[0]]
+        # Calibration branches decisions along episodes from these.
+        self.calibration_starts = np.linspace(*self.held_out, num=10,
+                                              endpoint=False)
+        #: How a worker process builds this member's environment.
+        self.recipe: rollouts.EnvRecipe | None = None
+
+    def prime(self, warmup_policy: str) -> None:
+        """Warm-start every start instant, with episodes starting from the
+        cluster ``warmup_policy`` has built: the regime the policy acts in
+        (a packing policy in a cluster spread by Nova's default would learn
+        about the wrong states)."""
+        for e in (self.env, self.val_env):
+            e.warmup_policy = warmup_policy
+        self.env.prime_starts([*self.start_grid, *self.val_starts,
+                               *self.calibration_starts])
+        self.val_env.share_starts(self.env)
+
+
 class Trainer:
+    """Trains on one environment factory ``make_env`` or on a list of them
+    (the members of a family)."""
+
     def __init__(self, make_env, out: str, config: TrainConfig,
                  provenance: dict, progress: bool = True) -> None:
         import torch
@@ -88,17 +198,30 @@ class Trainer:
         self.out = out
         self.provenance = provenance
         self.progress = progress
-        self.env: env_mod.PlacementEnv = make_env()
-        self.val_env: env_mod.PlacementEnv = make_env()
-        # Episodes start from the cluster the continuation heuristic has
-        # built, the regime the policy acts in (a packing policy in a
-        # cluster spread by Nova's default would learn about the wrong
-        # states).
-        for e in (self.env, self.val_env):
-            e.warmup_policy = self.continuation
-        horizon = self.env.horizon_s
-        self.train_range = (0.0, config.train_fraction * horizon)
-        self.held_out = (config.train_fraction * horizon, horizon)
+        makers = list(make_env) if isinstance(make_env, (list, tuple)) \
+            else [make_env]
+        if not makers:
+            raise ValueError('nothing to train on: no environment')
+        self.stage_minutes: dict[str, dict[str, float]] = {}
+        with self._stage('environments'):
+            self.members = [Member(m, config.train_fraction)
+                            for m in makers]
+        first = self.members[0]
+        # The first member's, for callers of one cluster and the export.
+        self.env, self.val_env = first.env, first.val_env
+        self.val_starts = first.val_starts
+        self.objective = first.env.objective
+        self.constrained = isinstance(self.objective, objectives_mod.Pareto)
+        #: The policy a constrained objective is held to: the cluster's
+        #: configured Nova weighers, which decide when the gate abstains.
+        self.reference = first.env.config.nova_weighers
+        self.reference_terms: list[dict[str, float]] = []
+        with self._stage('warm_up_replay'):
+            for m in self.members:
+                m.prime(self.continuation)
+        self.current = 0        # the member episodes are collected from
+        # Names this run's environments in long-lived workers (Ray's).
+        self.run_id = uuid.uuid4().hex[:12]
         self.rng = np.random.default_rng(config.seed)
         self.model = policy_net.EnsembleScorer(
             members=config.members, hidden=config.hidden, seed=config.seed)
@@ -111,20 +234,6 @@ class Trainer:
         self.best: dict | None = None
         self.warm_start_name: str | None = None
         self.baseline_costs: dict[str, float] = {}
-        # Episodes start at one of a fixed grid of instants: the
-        # environment caches the cluster state reached at each, instead of
-        # replaying the trace up to a new instant for every episode.
-        self.start_grid = np.linspace(*self.train_range, num=24,
-                                      endpoint=False)
-        # Validation plays the whole held-out part, so placements are
-        # judged over (most of) the lives of the VMs they place.
-        self.val_starts = [self.held_out[0]]
-        # Calibration branches decisions along episodes from these.
-        self.calibration_starts = np.linspace(*self.held_out, num=10,
-                                              endpoint=False)
-        self.env.prime_starts([*self.start_grid, *self.val_starts,
-                               *self.calibration_starts])
-        self.val_env.share_starts(self.env)
 
     # -- helpers ------------------------------------------------------------
 
@@ -142,31 +251,69 @@ class Trainer:
         c = self.config
         if c.continuation != 'auto':
             return c.continuation
+        if self.constrained:
+            return self.reference
         return DEFAULT_WARM_START.get(c.objective, 'nova-default')
 
+    def _pick_member(self) -> None:
+        """The member the next episodes come from (drawn by the trainer's
+        RNG; with one member the RNG is not used, as before families)."""
+        if len(self.members) > 1:
+            self.current = int(self.rng.integers(len(self.members)))
+
     def _train_start(self) -> float:
-        return float(self.start_grid[self.rng.integers(len(self.start_grid))])
+        grid = self.members[self.current].start_grid
+        return float(grid[self.rng.integers(len(grid))])
+
+    def _set_multipliers(self, multipliers: dict[str, float]) -> None:
+        """The Lagrange multipliers, in every environment's objective (a
+        cached warm start shares its environment's objective)."""
+        for m in self.members:
+            for e in (m.env, m.val_env):
+                e.objective.set_multipliers(multipliers)
 
     def validation_cost(self, make_policy) -> float:
-        """Objective accrued over the fixed held-out validation episodes.
+        """Objective accrued over the held-out validation episodes of
+        ``self.val_env`` (one member's; :meth:`validate` runs them all).
 
         ``make_policy()`` returns a fresh simulator policy (see
         :mod:`policies`), bound to each episode's simulation.
         """
-        total = 0.0
+        return held_out(self.val_env, self.val_starts,
+                        self.config.eval_decisions or None, make_policy)[0]
+
+    def validate(self, make_policy) -> dict:
+        """Play the held-out validation episodes of every member.
+
+        ``validation_cost``: the objective summed over the members, or, for
+        a constrained objective, its primary terms (the multipliers change
+        during training, so the Lagrangian is no yardstick); then also
+        ``excess`` (per constraint, the mean over members of the relative
+        excess over the reference on the same episodes) and ``feasible``.
+        """
         limit = self.config.eval_decisions or None
-        for start in self.val_starts:
-            # The environment provides the warm start; the episode itself
-            # runs on the simulation, so the policy builds each feature
-            # matrix once (the environment's observation is not needed).
-            sim = self.val_env.warm_start(start)
-            cost0 = sim.cost()
-            sim.play(make_policy(), max_decisions=limit)
-            # An episode's cost runs to its next decision, as a truncated
-            # episode of the environment.
-            sim.pending()
-            total += sim.cost() - cost0
-        return total
+        runs = [held_out(m.val_env, m.val_starts, limit, make_policy)
+                for m in self.members]
+        if not self.constrained:
+            return {'validation_cost': float(sum(c for c, _ in runs))}
+        return self._constrained_score([t for _, t in runs])
+
+    def _constrained_score(self, terms: list[dict]) -> dict:
+        obj = self.objective
+        excess = {t: float(np.mean([obj.excess(mine, ref)[t] for mine, ref
+                                    in zip(terms, self.reference_terms)]))
+                  for t in obj.constraints}
+        return {'validation_cost': float(sum(obj.primary(t)
+                                             for t in terms)),
+                'excess': excess,
+                'feasible': all(e <= 0 for e in excess.values())}
+
+    @staticmethod
+    def _rank(entry: dict) -> tuple[int, float]:
+        """Lower is better: feasible first by cost, then least excess."""
+        if entry.get('feasible', True):
+            return 0, entry['validation_cost']
+        return 1, sum(max(e, 0.0) for e in entry['excess'].values())
 
     def _model_policy(self) -> policies_mod.ScoringPolicy:
         """The current model, greedy, as a simulator policy."""
@@ -175,17 +322,63 @@ class Trainer:
 
     # -- stages -------------------------------------------------------------
 
+    def _tuned_load_aware(self) -> str:
+        """The pareto warm start: load-aware at the target of
+        :data:`PARETO_TARGETS` with the least primary cost among those that
+        meet the constraints on the validation episodes (else the one with
+        the least excess)."""
+        tried = []
+        for target in PARETO_TARGETS:
+            spec = f'load-aware:target={target:g}'
+            score = self.validate(lambda: policies_mod.make_policy(spec))
+            tried.append({'warm_start': spec, **score})
+        best = min(tried, key=self._rank)
+        self.history.append({'stage': 'warm_start_tuning', 'tried': tried,
+                             'chosen': best['warm_start']})
+        self._log('warm start tuning: ' + ', '.join(
+            f"{t['warm_start']} primary {t['validation_cost']:,.1f}"
+            f"{'' if t['feasible'] else ' (infeasible)'}" for t in tried))
+        return best['warm_start']
+
     def warm_start(self) -> None:
         c = self.config
+        if c.initial_policy:
+            # Retraining: the served policy's weights, normalisation and
+            # feature ranges, not a heuristic's.
+            # A policy of an older feature schema (v1) is widened to the
+            # current one: the same scores, new columns learnt from here.
+            loaded = nova_artifact.load_artifact(c.initial_policy)
+            params, mean, std = policy_net.widen(
+                loaded.params, loaded.mean, loaded.std, features.NUM_FEATURES)
+            self.model.load_numpy_params(params)
+            self.model.set_normalisation(mean, std)
+            old = len(loaded.feature_min)
+            self.feature_min[:old] = loaded.feature_min
+            self.feature_max[:old] = loaded.feature_max
+            self.history.append({'stage': 'initial_policy',
+                                 'version': loaded.version})
+            return
         name = c.warm_start
         if name == 'auto':
             name = DEFAULT_WARM_START.get(c.objective, 'best-fit')
+            if self.constrained and name == 'load-aware':
+                name = self._tuned_load_aware()
         # Normalisation comes from the heuristic's states, or from a short
-        # random-start rollout without warm start.
-        episodes = [self._train_start() for _ in range(64)]
-        xs, choices = imitation.demonstrations(
-            self.env, name or 'nova-default', c.imitation_decisions,
-            episodes, c.ppo.episode_decisions)
+        # random-start rollout without warm start. Every member contributes
+        # an equal share of the decisions, so the normalisation and the
+        # feature ranges cover the whole family.
+        xs: list[np.ndarray] = []
+        choices: list[np.ndarray] = []
+        share = -(-c.imitation_decisions // len(self.members))
+        for k, m in enumerate(self.members):
+            self.current = k
+            episodes = [self._train_start() for _ in range(64)]
+            m_xs, m_choices = imitation.demonstrations(
+                m.env, name or 'nova-default', share, episodes,
+                c.ppo.episode_decisions)
+            xs += m_xs
+            choices.append(m_choices)
+        choices = np.concatenate(choices)
         self._seen(xs)
         flat = np.concatenate(xs)
         self.model.set_normalisation(flat.mean(axis=0), flat.std(axis=0))
@@ -200,49 +393,49 @@ class Trainer:
                                  'loss_last': curve[-1]})
 
     def evaluate_now(self, stats: dict | None = None) -> dict:
-        cost = self.validation_cost(self._model_policy)
-        entry = {'iteration': self.iteration, 'validation_cost': cost,
+        entry = {'iteration': self.iteration,
+                 **self.validate(self._model_policy),
                  'decisions': self.decisions, **(stats or {})}
+        cost = entry['validation_cost']
         for name, base in self.baseline_costs.items():
             entry[f'ratio_to_{name}'] = cost / base if base else None
+        if self.constrained:
+            entry['multipliers'] = self.objective.multipliers
         self.history.append(entry)
-        if self.best is None or cost < self.best['validation_cost']:
-            self.best = {'validation_cost': cost,
-                         'iteration': self.iteration,
-                         'params': self.model.numpy_params()}
+        if self.best is None or self._rank(entry) < self._rank(self.best):
+            kept = ('validation_cost', 'iteration', 'excess', 'feasible')
+            self.best = {k: entry[k] for k in kept if k in entry}
+            self.best['params'] = self.model.numpy_params()
+        if self.constrained:
+            self._set_multipliers(ppo.dual_ascent(
+                self.objective.multipliers, entry['excess'],
+                self.objective.prices, self.objective.dual_lr))
         return entry
 
     def rl(self, deadline: float | None) -> None:
         c = self.config
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-            total = c.iterations if c.iterations else None
-            bar = tqdm(total=total, desc='ppo', unit='it', leave=False,
-                       initial=self.iteration)
+        sharded = c.rollout_members > 1 or c.workers > 1 or c.ray_address
+        if sharded and c.ppo.advantage != 'vine':
+            raise ValueError('rollouts are fanned out (workers, rollout '
+                             'members) only for vine advantages')
         stats = None
-        try:
+        with contextlib.ExitStack() as stack:
+            bar = None
+            if self.progress:
+                from tqdm import tqdm
+                bar = stack.enter_context(tqdm(
+                    total=c.iterations or None, desc='ppo', unit='it',
+                    leave=False, initial=self.iteration))
+            fan = stack.enter_context(fanout.Fanout(
+                workers=c.workers, ray_address=c.ray_address)) \
+                if sharded else None
             while True:
                 if c.iterations is not None and self.iteration >= \
                         c.iterations:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                if c.ppo.advantage == 'vine':
-                    batch = rollouts.collect_vine(
-                        self.env, self.model, c.ppo, self.rng,
-                        self._train_start, self.continuation)
-                    self._seen(batch.trunk_xs)
-                    self.decisions += len(batch.trunk_xs)
-                    stats = self.agent.update_vine(batch, self.rng)
-                else:
-                    ro = rollouts.collect(
-                        self.env, self.model, c.ppo.rollout_decisions,
-                        self.rng, self._train_start,
-                        c.ppo.episode_decisions, c.ppo.reward_scale)
-                    self._seen(ro.xs)
-                    self.decisions += len(ro.xs)
-                    stats = self.agent.update(ro, self.rng)
+                stats = self._iterate(fan)
                 self.iteration += 1
                 if bar is not None:
                     bar.update(1)
@@ -252,20 +445,87 @@ class Trainer:
                         bar.set_postfix(val=f"{entry['validation_cost']:.1f}")
                 if self.iteration % c.checkpoint_every == 0:
                     self.save_checkpoint()
-            # A budget ending between two evaluations would leave the last
-            # iterations unjudged: judge the policy as RL left it.
-            if self.history[-1].get('iteration') != self.iteration:
-                self.evaluate_now(stats)
-        finally:
-            if bar is not None:
-                bar.close()
+        # A budget ending between two evaluations would leave the last
+        # iterations unjudged: judge the policy as RL left it.
+        if self.history[-1].get('iteration') != self.iteration:
+            self.evaluate_now(stats)
+
+    def _iterate(self, fan: fanout.Fanout | None) -> dict:
+        """One PPO iteration: collect experience, update; its stats."""
+        c = self.config
+        if c.ppo.advantage == 'vine':
+            if fan is not None:
+                batch = self._collect_shards(fan)
+            else:
+                self._pick_member()
+                batch = rollouts.collect_vine(
+                    self.members[self.current].env,
+                    policy_net.numpy_policy(self.model), c.ppo, self.rng,
+                    self._train_start, self.continuation)
+            xs, stats = batch.trunk_xs, self.agent.update_vine(batch,
+                                                               self.rng)
+        else:
+            self._pick_member()
+            ro = rollouts.collect(
+                self.members[self.current].env,
+                policy_net.numpy_policy(self.model), c.ppo.rollout_decisions,
+                self.rng, self._train_start, c.ppo.episode_decisions,
+                c.ppo.reward_scale)
+            xs, stats = ro.xs, self.agent.update(ro, self.rng)
+        self._seen(xs)
+        self.decisions += len(xs)
+        return stats
+
+    def _recipe(self, k: int) -> rollouts.EnvRecipe:
+        m = self.members[k]
+        if m.recipe is None:
+            m.recipe = rollouts.EnvRecipe.of(f'{self.run_id}-{k}', m.env,
+                                             m.start_grid)
+        return m.recipe
+
+    def _collect_shards(self, fan: fanout.Fanout) -> rollouts.VineBatch:
+        """One iteration's vine batch in ``rollout_members`` shards, each
+        from a member drawn by the trainer's RNG with its own seed; in this
+        process (on the members' own environments) or on the workers."""
+        c = self.config
+        n = c.rollout_members
+        picks = [int(self.rng.integers(len(self.members)))
+                 for _ in range(n)]
+        seeds = [int(s) for s in self.rng.integers(2**62, size=n)]
+        settings = dataclasses.replace(
+            c.ppo, vine_states=-(-c.ppo.vine_states // n))
+        pol = policy_net.numpy_policy(self.model)
+        multipliers = self.objective.multipliers if self.constrained \
+            else None
+        shards = [rollouts.Shard(self._recipe(k), pol, multipliers, settings,
+                                 self.continuation, seed)
+                  for k, seed in zip(picks, seeds)]
+        if fan.kind == 'inline':
+            batches = [rollouts.run_shard(self.members[k].env, shard)
+                       for k, shard in zip(picks, shards)]
+        else:
+            batches = fan.map(rollouts.collect_shard, shards)
+        return rollouts.merge(batches)
 
     def calibrate(self, policy) -> dict:
+        """Calibration samples from every member's held-out part (an equal
+        share each), branches continued a day with the cluster's Nova
+        fallback, fanned out over the run's workers."""
         c = self.config
-        samples = calibration.collect(
-            self.val_env, policy, c.calibration_samples,
-            c.calibration_horizon, self.calibration_starts,
-            self.continuation)
+        share = -(-c.calibration_samples // len(self.members))
+        fallback = calibration.fallback_of(self.members[0].val_env)
+        horizon_s = calibration.DEFAULT_HORIZON_S
+        samples = []
+        with fanout.Fanout(workers=c.workers,
+                           ray_address=c.ray_address) as fan:
+            for k, m in enumerate(self.members):
+                recipe = None if fan.kind == 'inline' else \
+                    rollouts.EnvRecipe.of(f'{self.run_id}-cal-{k}',
+                                          m.val_env, m.calibration_starts)
+                samples += calibration.collect(
+                    m.val_env, policy, share, horizon_s,
+                    m.calibration_starts, fallback, fan=fan, recipe=recipe,
+                    key=f'{k}-')
         rows = calibration.table(samples)
         threshold = calibration.choose_threshold(rows)
         if threshold is calibration.NEVER:
@@ -273,11 +533,13 @@ class Trainer:
                       "is at least as good as Nova's weighers: it must never "
                       'act (publish refuses it)')
         return {**calibration.manifest_fields(threshold), 'table': rows,
-                'samples': len(samples), 'horizon_decisions':
-                c.calibration_horizon, 'continuation': self.continuation,
+                'samples': len(samples), 'horizon_s': horizon_s,
+                'continuation': fallback,
                 'method': 'branch at held-out decisions: policy choice vs '
                           "Nova's (the configured weighers), both "
-                          f'continued with {self.continuation}'}
+                          f'continued {horizon_s / 3600:g} h with '
+                          f'{fallback}; threshold: one-sided 95% bound over '
+                          'the held-out starts'}
 
     # -- checkpoints --------------------------------------------------------
 
@@ -297,6 +559,9 @@ class Trainer:
             'rng': self.rng.bit_generator.state,
             'warm_start': self.warm_start_name,
             'baseline_costs': self.baseline_costs,
+            'reference_terms': self.reference_terms,
+            'multipliers': (self.objective.multipliers if self.constrained
+                            else None),
             'config': json.loads(json.dumps(dataclasses.asdict(self.config))),
         })
 
@@ -312,8 +577,38 @@ class Trainer:
         self.rng.bit_generator.state = state['rng']
         self.warm_start_name = state['warm_start']
         self.baseline_costs = state['baseline_costs']
+        self.reference_terms = state.get('reference_terms') or []
+        if self.constrained and state.get('multipliers'):
+            self._set_multipliers(state['multipliers'])
 
     # -- the whole run ------------------------------------------------------
+
+    def _baselines(self) -> None:
+        """Validation of the reference policy (whose terms a constrained
+        objective is held to) and of the baselines the curves compare to."""
+        if self.constrained and not self.reference_terms:
+            limit = self.config.eval_decisions or None
+            self.reference_terms = [
+                held_out(m.val_env, m.val_starts, limit,
+                         lambda: policies_mod.make_policy(self.reference))[1]
+                for m in self.members]
+            self.baseline_costs[self.reference] = self._constrained_score(
+                self.reference_terms)['validation_cost']
+        names = [] if self.constrained else ['nova-default']
+        for name in names + ([self.warm_start_name]
+                             if self.warm_start_name else []):
+            self.baseline_costs[name] = self.validate(
+                lambda: policies_mod.make_policy(name))['validation_cost']
+
+    @contextlib.contextmanager
+    def _stage(self, name: str):
+        wall, cpu = time.monotonic(), time.process_time()
+        try:
+            yield
+        finally:
+            self.stage_minutes[name] = {
+                'wall': round((time.monotonic() - wall) / 60.0, 3),
+                'cpu': round((time.process_time() - cpu) / 60.0, 3)}
 
     def run(self, resume: bool = False) -> dict:
         c = self.config
@@ -324,23 +619,27 @@ class Trainer:
             self.load_checkpoint()
             self._log(f'resumed at iteration {self.iteration}')
         else:
-            self.warm_start()
-            for name in ['nova-default'] + ([self.warm_start_name]
-                                            if self.warm_start_name else []):
-                self.baseline_costs[name] = self.validation_cost(
-                    lambda: policies_mod.make_policy(name))
-            self.evaluate_now()      # the initial policy, iteration 0
+            with self._stage('warm_start'):
+                if self.constrained:
+                    # Tuning the warm start measures against the reference.
+                    self._baselines()
+                self.warm_start()
+                self._baselines()
+                self.evaluate_now()      # the initial policy, iteration 0
             self.save_checkpoint()
-        self.rl(deadline)
+        with self._stage('rl'):
+            self.rl(deadline)
         self.save_checkpoint()
-        initial = next(h for h in self.history if 'validation_cost' in h)
+        initial = next(h for h in self.history if 'validation_cost' in h
+                       and 'iteration' in h)
         self.model.load_numpy_params(self.best['params'])
         policy = policy_net.numpy_policy(self.model)
         # Ranges as seen in training, for the weigher's out-of-range check.
         policy = dataclasses.replace(policy, feature_min=self.feature_min,
                                      feature_max=self.feature_max,
                                      range_tolerance=c.range_tolerance)
-        calib = self.calibrate(policy)
+        with self._stage('calibration'):
+            calib = self.calibrate(policy)
         summary = {
             'objective': c.objective,
             'iterations': self.iteration,
@@ -349,16 +648,29 @@ class Trainer:
             'minutes': (time.monotonic() - started) / 60.0,
             'warm_start': self.warm_start_name,
             'best_iteration': self.best['iteration'],
+            'clusters': len(self.members),
+            # Per stage, wall and this process's CPU minutes: on a busy
+            # machine the CPU time is what says what the run costs.
+            'stage_minutes': self.stage_minutes,
             'validation_cost': {'initial': initial['validation_cost'],
                                 'best': self.best['validation_cost'],
                                 **self.baseline_costs},
         }
+        if self.constrained:
+            summary['constraints'] = {
+                'reference': self.reference,
+                'excess_at_best': self.best.get('excess'),
+                'feasible_at_best': self.best.get('feasible'),
+                'multipliers_final': self.objective.multipliers}
         # Say plainly where the exported weights come from: the best
         # validation cost may be the warm start's, when RL did not beat it
         # within the budget.
-        method = (f'PPO ({c.ppo.advantage} advantages) '
+        method = (f'PPO ({c.ppo.advantage} advantages'
+                  + (', Lagrangian' if self.constrained else '') + ') '
                   + (f'warm-started by imitation of {self.warm_start_name}'
                      if self.warm_start_name else 'from scratch')
+                  + (f' on {len(self.members)} clusters'
+                     if len(self.members) > 1 else '')
                   + f'; best validation at iteration '
                     f"{self.best['iteration']} of {self.iteration}")
         if self.best['iteration'] == 0 and self.warm_start_name:

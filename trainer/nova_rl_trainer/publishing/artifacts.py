@@ -18,8 +18,11 @@ from nova_rl_weigher import artifact as artifact_mod
 from nova_rl_weigher import fileio
 from nova_rl_weigher.policy import Policy
 
-from nova_rl_trainer.publishing.layout import (
-    TargetState, VersionError, _plain_name, normalise, versions_dir)
+from nova_rl_trainer.publishing.layout import _plain_name
+from nova_rl_trainer.publishing.layout import normalise
+from nova_rl_trainer.publishing.layout import TargetState
+from nova_rl_trainer.publishing.layout import VersionError
+from nova_rl_trainer.publishing.layout import versions_dir
 
 #: What verifying an untrusted artifact may raise besides ArtifactError
 #: (the loader is meant to raise only ArtifactError; this is the belt to

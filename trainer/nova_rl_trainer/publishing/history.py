@@ -18,8 +18,9 @@ from typing import Any, Iterator
 
 from nova_rl_weigher import fileio
 
-from nova_rl_trainer.publishing.layout import (
-    VersionError, _plain_name, versions_dir)
+from nova_rl_trainer.publishing.layout import _plain_name
+from nova_rl_trainer.publishing.layout import VersionError
+from nova_rl_trainer.publishing.layout import versions_dir
 
 HISTORY = 'history.json'
 HISTORY_FORMAT = 'nova-rl-publish-history'

@@ -7,7 +7,8 @@ and installing it only when it wins.
         [--objective NAME] [--objective-option KEY=NUMBER]
         [--scenario NAME]... [--trace PATH --hosts N ...] [--seed S]...
         [--tolerance REL] [--terms all|objective|T1,T2] [--keep N]
-        [--threshold T] [--multiplier M] [--jobs N] [--dry-run]
+        [--threshold T] [--multiplier M] [--windows N] [--window-days D]
+        [--workers N] [--ray-address ADDRESS] [--dry-run]
         [--json OUT] [--quiet]
     nova-rl-trainer rollback --target DIR
 
@@ -16,17 +17,24 @@ and installing it only when it wins.
 otherwise; every policy plays the same workload per scenario and seed). The
 candidate and the current policy run *gated*, as the weigher runs them in
 Nova: confidence threshold applied, Nova's default weighers deciding when
-the policy abstains. The candidate is installed only if, against the
-current policy and against ``nova-default``:
+the policy abstains. Each scenario and seed is cut into ``--windows``
+(default 10) disjoint time windows, each played by every policy from the
+state Nova's weighers built before it: independent cases on which every
+policy plays the same workload from the same state, so the comparison is
+paired over all of them (:mod:`~nova_rl_trainer.simulation.paired`). The
+candidate is installed only if, against the current policy and against
+``nova-default``:
 
-* no checked objective term is worse on any scenario, beyond a relative
-  ``--tolerance`` (default 0). By default the checked terms are those the
-  chosen objective weighs (for ``packing``: active host-hours, energy and
-  rejections): the operator chose that objective, and a packing policy is
-  by design hotter than Nova's spreading default. ``--terms all`` checks
-  every term of :data:`objectives.TERMS`;
+* no checked objective term is worse: the one-sided 95% upper confidence
+  bound (Student's t) of its mean paired difference, candidate minus
+  reference as a share of the reference's mean, is at most ``--tolerance``
+  (default 0). By default the checked terms are those the chosen objective
+  weighs (for ``packing``: active host-hours, energy and rejections): the
+  operator chose that objective, and a packing policy is by design hotter
+  than Nova's spreading default. ``--terms all`` checks every term of
+  :data:`objectives.TERMS`;
 * the chosen objective (the candidate manifest's ``objective``, or
-  ``--objective``), summed over the scenarios, is strictly better.
+  ``--objective``) improves: its mean paired difference is below zero.
 
 A candidate whose manifest says it must never act (``calibration.act:
 never``: its calibration found no confidence level at which it is at least
@@ -53,22 +61,37 @@ import os
 import shutil
 from typing import Sequence
 
+import numpy as np
+
 from nova_rl_weigher import artifact as artifact_mod
 from nova_rl_weigher import gate
 
+# The verdict's names are re-exported: callers import them from here.
+from nova_rl_trainer.publishing.verdict import BASELINE  # noqa: F401
+from nova_rl_trainer.publishing.verdict import CANDIDATE  # noqa: F401
+from nova_rl_trainer.publishing.verdict import Case  # noqa: F401
+from nova_rl_trainer.publishing.verdict import CURRENT  # noqa: F401
+from nova_rl_trainer.publishing.verdict import EXIT_ERROR  # noqa: F401
+from nova_rl_trainer.publishing.verdict import EXIT_OK  # noqa: F401
+from nova_rl_trainer.publishing.verdict import EXIT_REFUSED  # noqa: F401
+from nova_rl_trainer.publishing.verdict import EXIT_SWITCHED  # noqa: F401
+from nova_rl_trainer.publishing.verdict import Failure  # noqa: F401
+from nova_rl_trainer.publishing.verdict import Judgement  # noqa: F401
+from nova_rl_trainer.publishing.verdict import PublishResult  # noqa: F401
 from nova_rl_trainer.publishing import versions as pv
-from nova_rl_trainer.publishing.verdict import (  # noqa: F401 (re-exported)
-    BASELINE, CANDIDATE, CURRENT, EXIT_ERROR, EXIT_OK, EXIT_REFUSED,
-    EXIT_SWITCHED, Case, Failure, PublishResult)
 from nova_rl_trainer.simulation import evaluation
 from nova_rl_trainer.simulation import nova_weighers
 from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation import paired
 from nova_rl_trainer.simulation import policies as policies_mod
-from nova_rl_trainer.simulation import traces
 from nova_rl_trainer.simulation.setup import Setup
+from nova_rl_trainer.simulation import traces
 
 DEFAULT_SCENARIOS = ('azure-v1-test',)
 DEFAULT_KEEP = 5
+#: Independent held-out windows per scenario and seed
+#: (:func:`~nova_rl_trainer.simulation.evaluation.split_windows`).
+DEFAULT_WINDOWS = paired.MIN_GROUPS
 
 # Reading an untrusted artifact: whatever the loader lets through besides
 # ArtifactError must still end as an error message, never a traceback.
@@ -80,11 +103,6 @@ NEVER_ACT_REFUSAL = (
     'never): its calibration found no confidence level at which it is at '
     "least as good as Nova's weighers, so the weigher would abstain on every "
     'request (never_act); retrain it rather than publish it')
-
-# Two runs that make the same decisions accrue bit-identical floats, but a
-# policy that differs only in harmless ways can land a few ulps away; this
-# keeps such noise from deciding the gate either way.
-_EPS = 1e-9
 
 
 class PublishError(Exception):
@@ -149,25 +167,28 @@ def _gated_spec(path: str, threshold: float | None,
 
 
 def _judge(cases: list[Case], terms: tuple[str, ...], tolerance: float
-           ) -> list[Failure]:
-    failures = []
+           ) -> tuple[list[Failure], list[Judgement]]:
+    """Paired over the cases (independent windows): each checked term must
+    have a one-sided 95% upper bound of its mean relative difference
+    within ``tolerance``; the objective needs a mean improvement
+    (:mod:`~nova_rl_trainer.simulation.paired`)."""
+    failures, judgements = [], []
     for ref in (CURRENT, BASELINE):
         if ref not in cases[0].metrics:
             continue
-        for case in cases:
-            cand, other = case.metrics[CANDIDATE], case.metrics[ref]
-            for term in terms:
-                c, o = float(cand[term]), float(other[term])
-                if c > o + tolerance * abs(o) + _EPS * max(1.0, abs(o)):
-                    failures.append(Failure(ref, term, case.label, c, o))
-        c = sum(float(case.metrics[CANDIDATE]['objective_value'])
-                for case in cases)
-        o = sum(float(case.metrics[ref]['objective_value']) for case in cases)
-        if not c < o - _EPS * max(1.0, abs(o)):
-            failures.append(Failure(ref, 'objective',
-                                    cases[0].label if len(cases) == 1
-                                    else None, c, o))
-    return failures
+        for term in (*terms, 'objective'):
+            key = 'objective_value' if term == 'objective' else term
+            c = [float(case.metrics[CANDIDATE][key]) for case in cases]
+            o = [float(case.metrics[ref][key]) for case in cases]
+            bound = paired.upper_bound(paired.relative(c, o))
+            passed = (bound.improves() if term == 'objective'
+                      else bound.not_worse(tolerance))
+            j = Judgement(ref, term, bound, passed)
+            judgements.append(j)
+            if not passed:
+                failures.append(Failure(ref, term, None, float(np.mean(c)),
+                                        float(np.mean(o)), bound))
+    return failures, judgements
 
 
 def publish(candidate: str, target: str, *,
@@ -183,11 +204,18 @@ def publish(candidate: str, target: str, *,
             multiplier: float | None = None,
             jobs: int = 1,
             dry_run: bool = False,
-            show_progress: bool = False) -> PublishResult:
+            show_progress: bool = False,
+            windows: int = DEFAULT_WINDOWS,
+            window_days: float | None = None,
+            ray_address: str | None = None) -> PublishResult:
     """Evaluate ``candidate`` and install it at ``target`` if it passes.
 
     ``setups`` (any trace and cluster) replaces ``scenarios`` x ``seeds``;
-    their objective is replaced by the chosen one. Raises
+    their objective is replaced by the chosen one. Each is cut into
+    ``windows`` independent time windows
+    (:func:`~nova_rl_trainer.simulation.evaluation.split_windows`), the paired
+    cases of the verdict; the simulations fan out over ``jobs`` local
+    processes or the Ray cluster at ``ray_address``. Raises
     :class:`PublishError` when it cannot decide or install: its ``state``
     and ``exit_code`` say what the target serves then. A refusal is a
     result with ``failures``, not an exception.
@@ -275,18 +303,24 @@ def publish(candidate: str, target: str, *,
         if not setups:
             raise PublishError('no held-out scenario to evaluate on')
         notes.extend(_nova_config_notes(cand.policy, setups))
-        cases = [_evaluate(dataclasses.replace(
+        cases = _evaluate([dataclasses.replace(
             s, objective=obj.name,
-            objective_options=tuple(obj.options.items())),
-            columns, jobs, show_progress) for s in setups]
+            objective_options=tuple(obj.options.items())) for s in setups],
+            windows, window_days, columns, jobs, ray_address, show_progress)
+        if len(cases) < paired.MIN_GROUPS:
+            raise PublishError(
+                f'{len(cases)} held-out cases: the verdict needs at least '
+                f'{paired.MIN_GROUPS} independent ones (--windows, or '
+                'scenarios x seeds)')
+        failures, judgements = _judge(cases, checked, tolerance)
 
         result = PublishResult(
             target=target, candidate=os.path.abspath(candidate),
             candidate_version=cand.policy.version,
             objective=obj.name, terms=checked, tolerance=tolerance,
             current_version=cur_version, cases=cases,
-            failures=_judge(cases, checked, tolerance), notes=notes,
-            dry_run=dry_run)
+            failures=failures, notes=notes, dry_run=dry_run,
+            judgements=judgements)
         if result.accepted and not dry_run:
             _install(result, state, cand_copy, cand.fingerprint, keep)
         return result
@@ -313,19 +347,22 @@ def _nova_config_notes(policy, setups: Sequence[Setup]) -> list[str]:
     return notes
 
 
-def _evaluate(setup: Setup, columns: dict[str, str], jobs: int,
-              show_progress: bool) -> Case:
+def _evaluate(setups: Sequence[Setup], windows: int,
+              window_days: float | None, columns: dict[str, str], jobs: int,
+              ray_address: str | None, show_progress: bool) -> list[Case]:
+    """Every column on every window of every setup: the paired cases."""
     try:
-        results = evaluation.evaluate(setup, list(columns.values()),
-                                      jobs=max(1, min(jobs, len(columns))),
-                                      show_progress=show_progress)
+        cuts = [w for setup in setups
+                for w in evaluation.split_windows(setup, windows,
+                                                  window_days)]
+        results = evaluation.evaluate_windows(
+            cuts, list(columns.values()), jobs, show_progress, ray_address)
     except (policies_mod.PolicyError, traces.TraceError,
             objectives_mod.ObjectiveError, ValueError, OSError) as e:
         raise PublishError(f'evaluation failed: {e}') from None
-    name = setup.name or os.path.basename(setup.trace_path)
-    return Case(label=f'{name} seed {setup.seed}', scenario=setup.name,
-                seed=setup.seed,
-                metrics={col: r.metrics for col, r in zip(columns, results)})
+    return [Case(label=w.label, scenario=w.setup.name, seed=w.setup.seed,
+                 metrics=dict(zip(columns, row)))
+            for w, row in zip(cuts, results)]
 
 
 def _install(result: PublishResult, state: pv.TargetState, copy: str,
@@ -333,7 +370,7 @@ def _install(result: PublishResult, state: pv.TargetState, copy: str,
     record = {'evaluation': {k: v for k, v in result.summary().items()
                              if k in ('objective', 'terms', 'tolerance',
                                       'candidate', 'current_version',
-                                      'notes', 'cases')}}
+                                      'notes', 'judgements', 'cases')}}
     try:
         outcome = pv.install(result.target, copy, fp,
                              result.candidate_version, state, keep, record)

@@ -14,11 +14,16 @@ from typing import Any
 
 from nova_rl_weigher import artifact as artifact_mod
 
-from nova_rl_trainer.publishing.artifacts import (
-    _DATA_ERRORS, _fsync_dir, copy_artifact, fingerprint, verify)
+from nova_rl_trainer.publishing.artifacts import _DATA_ERRORS
+from nova_rl_trainer.publishing.artifacts import _fsync_dir
+from nova_rl_trainer.publishing.artifacts import copy_artifact
+from nova_rl_trainer.publishing.artifacts import fingerprint
+from nova_rl_trainer.publishing.artifacts import verify
 from nova_rl_trainer.publishing.history import now_iso
-from nova_rl_trainer.publishing.layout import (
-    TargetState, VersionError, _plain_name, versions_dir)
+from nova_rl_trainer.publishing.layout import _plain_name
+from nova_rl_trainer.publishing.layout import TargetState
+from nova_rl_trainer.publishing.layout import VersionError
+from nova_rl_trainer.publishing.layout import versions_dir
 
 INCOMING_PREFIX = '.incoming-'
 

@@ -14,11 +14,16 @@ import errno
 import os
 import secrets
 
-from nova_rl_trainer.publishing.artifacts import (
-    _fsync_dir, _unchanged, describe, verify)
-from nova_rl_trainer.publishing.history import HISTORY, _write_history
-from nova_rl_trainer.publishing.layout import (
-    SwitchedError, TargetState, VersionError, versions_dir)
+from nova_rl_trainer.publishing.artifacts import _fsync_dir
+from nova_rl_trainer.publishing.artifacts import _unchanged
+from nova_rl_trainer.publishing.artifacts import describe
+from nova_rl_trainer.publishing.artifacts import verify
+from nova_rl_trainer.publishing.history import _write_history
+from nova_rl_trainer.publishing.history import HISTORY
+from nova_rl_trainer.publishing.layout import SwitchedError
+from nova_rl_trainer.publishing.layout import TargetState
+from nova_rl_trainer.publishing.layout import VersionError
+from nova_rl_trainer.publishing.layout import versions_dir
 
 
 def _check_writable(directory: str, why: str) -> None:

@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation import paired
 
 #: Exit codes of ``publish`` and ``rollback``.
 EXIT_OK = 0          # installed (or would be, with --dry-run) / rolled back
@@ -35,25 +36,45 @@ class Case:
 
 
 @dataclasses.dataclass
+class Judgement:
+    """One term against one reference, paired over the cases."""
+
+    reference: str          # CURRENT or BASELINE
+    term: str               # a term, or 'objective' (must improve)
+    bound: paired.Bound     # of candidate - reference, share of reference
+    passed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {'reference': self.reference, 'term': self.term,
+                'rule': ('mean < 0' if self.term == 'objective'
+                         else 'upper_95 <= tolerance'),
+                **{k: _json_number(v)
+                   for k, v in self.bound.as_dict().items()},
+                'passed': self.passed}
+
+
+@dataclasses.dataclass
 class Failure:
     reference: str          # CURRENT or BASELINE
     term: str               # a term, or 'objective'
-    case: str | None        # None: summed over the cases
-    candidate: float
+    case: str | None        # None: paired over all the cases
+    candidate: float        # mean over the cases
     other: float
+    bound: paired.Bound | None = None
 
     def message(self, objective: str, tolerance: float) -> str:
-        change = (f'{(self.candidate - self.other) / abs(self.other):+.2%}'
-                  if self.other else 'from 0')
+        where = '' if self.case is None else f' on {self.case}'
+        b = self.bound
+        stats = '' if b is None else (
+            f'mean difference {b.mean:+.2%} of {self.reference}\'s, '
+            f'one-sided 95% upper bound {b.upper:+.2%}, {b.n} windows')
         if self.term == 'objective':
-            where = '' if self.case is None else f' on {self.case}'
             return (f'objective {objective} is not better than '
-                    f'{self.reference}{where}: '
-                    f'candidate {self.candidate:.6g} vs {self.other:.6g} '
-                    f'({change})')
-        return (f'{self.term} is worse than {self.reference} on {self.case}: '
-                f'candidate {self.candidate:.6g} vs {self.other:.6g} '
-                f'({change}, tolerance {tolerance:.1%})')
+                    f'{self.reference}{where}: candidate mean '
+                    f'{self.candidate:.6g} vs {self.other:.6g} ({stats})')
+        return (f'{self.term} is worse than {self.reference}{where}: '
+                f'candidate mean {self.candidate:.6g} vs {self.other:.6g} '
+                f'({stats} > tolerance {tolerance:.1%})')
 
 
 @dataclasses.dataclass
@@ -79,6 +100,8 @@ class PublishResult:
     # Refused before any evaluation (e.g. the candidate's manifest says it
     # must never act): the reasons; ``cases`` is then empty.
     refusals: list[str] = dataclasses.field(default_factory=list)
+    # Every term against every reference, paired over the cases.
+    judgements: list[Judgement] = dataclasses.field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -100,7 +123,8 @@ class PublishResult:
             f.message(self.objective, self.tolerance) for f in self.failures]
 
     def table(self) -> str:
-        """The terms for each column and case, with what failed."""
+        """Each column's terms summed over the cases, then every term's
+        paired verdict: mean difference, bound, n, pass/fail."""
         if not self.cases:
             return (f'{self.candidate_version}: not evaluated '
                     '(refused before simulation)\n')
@@ -111,40 +135,37 @@ class PublishResult:
             return (f'{name:<{width}}' + ''.join(f'{c:>15}' for c in cells)
                     + (f'   {check}' if check else ''))
 
-        def verdict(case: str | None, term: str) -> str:
-            bad = [f.reference for f in self.failures
-                   if (f.case, f.term) == (case, term)]
-            if term == 'objective':
-                return 'NOT BETTER than ' + ', '.join(bad) if bad \
-                    else 'better'
-            if term not in self.terms:
-                return 'not checked'
-            return 'WORSE than ' + ', '.join(bad) if bad else 'ok'
+        def total(col: str, key: str) -> float | None:
+            values = [c.metrics[col].get(key) for c in self.cases]
+            return None if None in values else float(sum(values))
 
-        lines = []
-        for case in self.cases:
-            m = case.metrics
-            lines.append(f'{case.label}: objective {self.objective}, '
-                         'policies gated as in Nova')
-            lines.append(row('term', cols, 'check'))
-            for term in objectives_mod.TERMS:
-                lines.append(row(term, [_fmt(m[c].get(term), term)
-                                        for c in cols],
-                                 verdict(case.label, term)))
-            lines.append(row(
-                f'objective {self.objective}',
-                [_fmt(m[c].get('objective_value'), '') for c in cols],
-                verdict(case.label, 'objective')
-                if len(self.cases) == 1 else ''))
-            lines.append(row('applied (gated)',
-                             [_fmt(m[c].get('applied_fraction'),
-                                   'applied_fraction') for c in cols]))
-            lines.append('')
-        if len(self.cases) > 1:
-            totals = [_fmt(sum(c.metrics[col]['objective_value']
-                               for c in self.cases), '') for col in cols]
-            lines.append(row(f'{self.objective}, all cases', totals,
-                             verdict(None, 'objective')))
+        first, last = self.cases[0].label, self.cases[-1].label
+        lines = [f'{len(self.cases)} held-out cases ({first} ... {last}): '
+                 f'objective {self.objective}, policies gated as in Nova, '
+                 'totals over the cases',
+                 row('term', cols, 'checked')]
+        for term in objectives_mod.TERMS:
+            lines.append(row(term, [_fmt(total(c, term), term) for c in cols],
+                             'yes' if term in self.terms else ''))
+        lines.append(row(f'objective {self.objective}',
+                         [_fmt(total(c, 'objective_value'), '')
+                          for c in cols], 'must improve'))
+        applied = [_fmt(sum(c.metrics[col].get('applied_fraction') or 0.0
+                            for c in self.cases) / len(self.cases),
+                        'applied_fraction') for col in cols]
+        lines.append(row('applied (gated, mean)', applied))
+        lines.append('')
+        lines.append('paired over the cases, candidate - reference as a '
+                     "share of the reference's mean; a term passes when the "
+                     'one-sided 95% upper bound (Student t) is <= tolerance '
+                     f'{self.tolerance:.1%}, the objective when the mean '
+                     'is < 0')
+        lines.append(f'{"reference":<14}{"term":<{width}}{"mean diff":>11}'
+                     f'{"upper 95%":>11}{"n":>5}   result')
+        for j in self.judgements:
+            lines.append(f'{j.reference:<14}{j.term:<{width}}'
+                         f'{j.bound.mean:>+11.2%}{j.bound.upper:>+11.2%}'
+                         f'{j.bound.n:>5}   {"pass" if j.passed else "FAIL"}')
         return '\n'.join(lines).rstrip() + '\n'
 
     def summary(self) -> dict[str, Any]:
@@ -165,6 +186,7 @@ class PublishResult:
             'reasons': self.reasons(),
             'notes': list(self.notes),
             'warnings': list(self.warnings),
+            'judgements': [j.as_dict() for j in self.judgements],
             'cases': [{'label': c.label, 'scenario': c.scenario,
                        'seed': c.seed,
                        'metrics': {col: {k: _json_number(m.get(k))

@@ -59,19 +59,39 @@ from typing import Any
 
 from nova_rl_weigher import artifact as artifact_mod
 
-from nova_rl_trainer.publishing.artifacts import (
-    Snapshot, _unchanged, copy_artifact, describe, fingerprint, inspect,
-    snapshot, verify)
-from nova_rl_trainer.publishing.history import (
-    HISTORY, HISTORY_FORMAT, LOCK, MAX_EVENTS, MAX_HISTORY_BYTES,
-    _history_text, locked, now_iso, read_history)
-from nova_rl_trainer.publishing.layout import (
-    SwitchedError, TargetState, VersionError, normalise, versions_dir)
-from nova_rl_trainer.publishing.store import (
-    INCOMING_PREFIX, _adopt_name, _is_valid, _plan_prune, _remove_versions,
-    _store, version_name)
-from nova_rl_trainer.publishing.switch import (
-    _after_switch, _check_writable, _link_text, _Switch)
+from nova_rl_trainer.publishing.artifacts import _unchanged
+from nova_rl_trainer.publishing.artifacts import copy_artifact
+from nova_rl_trainer.publishing.artifacts import describe
+from nova_rl_trainer.publishing.artifacts import fingerprint
+from nova_rl_trainer.publishing.artifacts import inspect
+from nova_rl_trainer.publishing.artifacts import Snapshot
+from nova_rl_trainer.publishing.artifacts import snapshot
+from nova_rl_trainer.publishing.artifacts import verify
+from nova_rl_trainer.publishing.history import _history_text
+from nova_rl_trainer.publishing.history import HISTORY
+from nova_rl_trainer.publishing.history import HISTORY_FORMAT
+from nova_rl_trainer.publishing.history import LOCK
+from nova_rl_trainer.publishing.history import locked
+from nova_rl_trainer.publishing.history import MAX_EVENTS
+from nova_rl_trainer.publishing.history import MAX_HISTORY_BYTES
+from nova_rl_trainer.publishing.history import now_iso
+from nova_rl_trainer.publishing.history import read_history
+from nova_rl_trainer.publishing.layout import normalise
+from nova_rl_trainer.publishing.layout import SwitchedError
+from nova_rl_trainer.publishing.layout import TargetState
+from nova_rl_trainer.publishing.layout import VersionError
+from nova_rl_trainer.publishing.layout import versions_dir
+from nova_rl_trainer.publishing.store import _adopt_name
+from nova_rl_trainer.publishing.store import _is_valid
+from nova_rl_trainer.publishing.store import _plan_prune
+from nova_rl_trainer.publishing.store import _remove_versions
+from nova_rl_trainer.publishing.store import _store
+from nova_rl_trainer.publishing.store import INCOMING_PREFIX
+from nova_rl_trainer.publishing.store import version_name
+from nova_rl_trainer.publishing.switch import _after_switch
+from nova_rl_trainer.publishing.switch import _check_writable
+from nova_rl_trainer.publishing.switch import _link_text
+from nova_rl_trainer.publishing.switch import _Switch
 
 __all__ = [
     # the operations and what they return or raise

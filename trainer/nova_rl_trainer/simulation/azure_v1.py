@@ -40,7 +40,9 @@ import re
 import numpy as np
 
 from nova_rl_trainer.simulation import traces
-from nova_rl_trainer.simulation.traces import Trace, TraceError, open_text
+from nova_rl_trainer.simulation.traces import open_text
+from nova_rl_trainer.simulation.traces import Trace
+from nova_rl_trainer.simulation.traces import TraceError
 
 BIN_S = 300.0
 TENANTS = 2000

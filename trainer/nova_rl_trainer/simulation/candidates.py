@@ -18,8 +18,9 @@ import numpy as np
 
 from nova_rl_weigher import features
 
-from nova_rl_trainer.simulation import nova_weighers
 from nova_rl_trainer.simulation.cluster_state import COLUMN
+from nova_rl_trainer.simulation import nova_weighers
+from nova_rl_trainer.simulation import workload
 
 
 class Candidates:
@@ -29,14 +30,21 @@ class Candidates:
     def _init_candidates(self) -> None:
         self._nova_multipliers = nova_weighers.CONFIGURATIONS[
             self.config.nova_weighers]
+        #: The feature schema :meth:`candidate_features` computes by
+        #: default: the playing policy's ``feature_schema`` (set by
+        #: ``Simulation.play``), else the current one.
+        self.feature_schema = features.SCHEMA
 
     def request_view(self, vm: int) -> features.RequestView:
         tr = self.workload.trace
+        vcpus = float(tr.vcpus[vm])
+        memory_mb = float(tr.memory_mb[vm])
         return features.RequestView(
-            vcpus=float(tr.vcpus[vm]), memory_mb=float(tr.memory_mb[vm]),
+            vcpus=vcpus, memory_mb=memory_mb,
             disk_gb=float(tr.disk_gb[vm]),
             project_id=tr.project_ids[tr.project[vm]],
-            instance_uuid=tr.vm_id(vm))
+            instance_uuid=tr.vm_id(vm),
+            flavor_name=workload.flavor_name(vcpus, memory_mb))
 
     def project_cpu_ratio(self, vm: int) -> float | None:
         """The requesting project's measured used/allocated CPU, if any."""
@@ -80,11 +88,24 @@ class Candidates:
         cand, sub = self.candidate_inputs(fit)
         return cand, features.HostColumns(*sub)
 
-    def candidate_features(self, vm: int, fit: np.ndarray
+    def candidate_features(self, vm: int, fit: np.ndarray,
+                           schema: features.Schema | None = None
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(candidate host indices, feature matrix, Nova weights)`` for
-        the pending request: what the weigher would see in Nova."""
+        the pending request: what the weigher would see in Nova, in the
+        columns of ``schema`` (default :attr:`feature_schema`; v1's read
+        none of the v2 signals, which are then not kept at all)."""
+        if schema is None:
+            schema = self.feature_schema
         cand, sub = self.candidate_inputs(fit)
-        x = features.matrix_from_inputs(sub, self.request_view(vm),
-                                        self.project_cpu_ratio(vm))
+        request = self.request_view(vm)
+        ratio = self.project_cpu_ratio(vm)
+        if schema.num_features <= features.SCHEMA_V1.num_features:
+            x = features.matrix_from_inputs(sub, request, ratio,
+                                            schema=schema)
+        else:
+            x = features.matrix_from_inputs(
+                sub, request, ratio, schema=schema,
+                signals=self.host_signals(cand),
+                request_signals=self.request_signals(vm))
         return cand, x, sub[COLUMN['nova_weight']]

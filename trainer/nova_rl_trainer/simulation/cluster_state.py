@@ -263,6 +263,8 @@ class ClusterState:
                     self.live_disk / tot[2] if tot[2] > 0 else 0.0)
         if alloc > self.peak_alloc:
             self.peak_alloc = alloc
+        if self._life_on:
+            self._signals_placed(vm, host)
 
     def _release(self, vm: int) -> None:
         """Take ``vm`` off its host (it departs)."""
@@ -282,6 +284,8 @@ class ClusterState:
         self.live_disk -= d
         self._update_lb()
         self._host_changed(host)
+        if self._life_on:
+            self._signals_released(vm, host)
 
     # -- accrual rates --------------------------------------------------------
 

@@ -30,7 +30,9 @@ from typing import Iterable
 import numpy as np
 
 from nova_rl_trainer.simulation import traces
-from nova_rl_trainer.simulation.traces import Trace, TraceError, open_text
+from nova_rl_trainer.simulation.traces import open_text
+from nova_rl_trainer.simulation.traces import Trace
+from nova_rl_trainer.simulation.traces import TraceError
 
 _SIZE_BOUNDS = {'vcpus': traces.MAX_VCPUS, 'memory_mb': traces.MAX_MEMORY_MB,
                 'disk_gb': traces.MAX_DISK_GB}

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from nova_rl_trainer.simulation.cluster_file import ClusterFileError
 from nova_rl_trainer.simulation.cluster_file import GROUP_KEYS
 from nova_rl_trainer.simulation.cluster_file import MAX_GROUP_HOSTS
 from nova_rl_trainer.simulation.cluster_file import MAX_HOST_NAME
-from nova_rl_trainer.simulation.cluster_file import ClusterFileError
 
 # Fields of a group that make its shape (all but count, name and hosts).
 _SHAPE = tuple(k for k in GROUP_KEYS if k not in ('name', 'count', 'hosts'))

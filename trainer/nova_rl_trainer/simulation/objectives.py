@@ -30,7 +30,12 @@ defaults (``--objective-option energy_kwh=2``). Shipped:
   (live migration and rebuilds land on running hosts, so the spare room must
   be there, not in powered-off hosts);
 * ``mix``: options weigh other objectives and terms, e.g.
-  ``packing=1,balance=5``.
+  ``packing=1,balance=5``;
+* ``pareto``: constrained, not a fixed trade-off: fewer active host-hours
+  and kWh (the primary terms, weighted as in ``packing``) with no more
+  overload, hot host-hours or rejections than a reference policy on the same
+  episode (:class:`Pareto`). Each constraint term's weight is its Lagrange
+  multiplier, which training adjusts (``learning.ppo.dual_ascent``).
 
 Every shipped objective also charges :data:`REJECTION_COST` per rejected
 request, so no objective is improved by failing to place VMs.
@@ -135,6 +140,104 @@ class Headroom(Objective):
     description = 'keep spare capacity on each host for failover'
     default_weights = {'headroom_deficit_host_hours': 1.0,
                        'rejected': REJECTION_COST}
+
+
+#: The terms ``pareto`` holds at or below the reference policy's.
+CONSTRAINT_TERMS: tuple[str, ...] = ('overload_host_hours', 'hot_host_hours',
+                                     'rejected')
+
+
+class Pareto(Objective):
+    """Primary terms minimised, constraint terms held to a reference's.
+
+    Lagrangian form: ``primary + sum_i lambda_i * constraint_i``, where the
+    weights of :data:`CONSTRAINT_TERMS` are the multipliers ``lambda_i >=
+    0`` (:attr:`multipliers`, set by the trainer's dual ascent from the
+    measured :meth:`excess` over the reference policy, by default the
+    cluster's configured Nova weighers). Options: ``active_host_hours`` and
+    ``energy_kwh`` (primary weights, default 1), ``overload_host_hours``
+    (1), ``hot_host_hours`` (0.1) and ``rejected`` (:data:`REJECTION_COST`):
+    the initial multipliers, also each constraint's price scale in the dual
+    step; ``dual_lr`` (1): the dual ascent's step, in units of that price
+    per 100% excess.
+    """
+
+    name = 'pareto'
+    description = ('fewer active host-hours and kWh than the reference, '
+                   'with no more overload, hot host-hours or rejections')
+    default_weights = {'active_host_hours': 1.0, 'energy_kwh': 1.0,
+                       'overload_host_hours': 1.0, 'hot_host_hours': 0.1,
+                       'rejected': REJECTION_COST}
+    constraints = CONSTRAINT_TERMS
+    #: Relative excess is clipped to this range, so one episode with
+    #: almost none of a term on the reference side (a tiny denominator)
+    #: cannot blow a multiplier up.
+    excess_clip = (-1.0, 4.0)
+    #: Host-hour terms are relative to at least this share of the
+    #: reference's active host-hours (rejections to at least 1 request).
+    excess_floor = 0.01
+
+    def __init__(self, **options: float) -> None:
+        options = dict(options)
+        self.dual_lr = float(options.pop('dual_lr', 1.0))
+        if not self.dual_lr > 0:
+            raise ObjectiveError('objective pareto: dual_lr must be '
+                                 f'positive, got {self.dual_lr:g}')
+        for key in ('active_host_hours', 'energy_kwh', *self.constraints):
+            if options.get(key, 0.0) < 0:
+                raise ObjectiveError(f'objective pareto: {key} must not be '
+                                     'negative')
+        super().__init__(**options)
+        unknown = set(self.weights) - {'active_host_hours', 'energy_kwh',
+                                       *self.constraints}
+        if unknown:
+            raise ObjectiveError(
+                'objective pareto: ' + ', '.join(sorted(unknown))
+                + ' is neither a primary term (active_host_hours, '
+                'energy_kwh) nor a constraint (' + ', '.join(
+                    self.constraints) + ')')
+        self.options = {**self.options, 'dual_lr': self.dual_lr}
+        # A constraint priced 0 would never move: the dual step needs a
+        # scale, so it gets the default's.
+        self.prices = {t: self.weights.get(t) or self.default_weights[t]
+                       for t in self.constraints}
+        self.weights.update(self.multipliers)
+
+    @property
+    def multipliers(self) -> dict[str, float]:
+        return {t: self.weights.get(t, 0.0) for t in self.constraints}
+
+    def set_multipliers(self, multipliers: Mapping[str, float]) -> None:
+        for t, lam in multipliers.items():
+            if t not in self.constraints or not lam >= 0:
+                raise ObjectiveError(f'objective pareto: multiplier {t}='
+                                     f'{lam!r} (constraints: '
+                                     + ', '.join(self.constraints) + ')')
+            self.weights[t] = float(lam)
+
+    def primary(self, terms: Mapping[str, float]) -> float:
+        """The primary terms alone: what the policy should lower."""
+        return float(sum(w * float(terms[t]) for t, w in self.weights.items()
+                         if t not in self.constraints))
+
+    def excess(self, terms: Mapping[str, float],
+               reference: Mapping[str, float]) -> dict[str, float]:
+        """Per constraint, how far ``terms`` exceed the ``reference``'s
+        (same episode), relative to the reference's level (floored, see
+        :attr:`excess_floor`) and clipped to :attr:`excess_clip`: > 0
+        violated, <= 0 met."""
+        floor = self.excess_floor * float(reference['active_host_hours'])
+        out = {}
+        for t in self.constraints:
+            ref = float(reference[t])
+            denom = max(ref, 1.0 if t == 'rejected' else floor, 1e-9)
+            out[t] = float(min(max((float(terms[t]) - ref) / denom,
+                                   self.excess_clip[0]), self.excess_clip[1]))
+        return out
+
+    def describe(self) -> dict:
+        return {**super().describe(), 'constraints': list(self.constraints),
+                'multipliers': self.multipliers, 'dual_lr': self.dual_lr}
 
 
 class Mix(Objective):

@@ -228,6 +228,9 @@ class ArtifactPolicy(FeaturePolicy):
                  canary: float | None = None) -> None:
         super().__init__()
         self.policy = policy
+        # A v1 policy reads only v1's columns: the simulator then skips the
+        # v2 signals' bookkeeping.
+        self.feature_schema = policy.schema
         self.name = name
         self.mode = mode
         self.gate_settings = gate.GateSettings(

@@ -25,9 +25,9 @@ import math
 import os
 
 from nova_rl_trainer.simulation import azure_v1
+from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.simulation import trace_files
 from nova_rl_trainer.simulation import traces
-from nova_rl_trainer.simulation.cluster import ClusterSpec
 
 GIB = 1024.0
 

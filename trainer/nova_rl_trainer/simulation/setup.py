@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.simulation import objectives as objectives_mod
 from nova_rl_trainer.simulation import scenarios as scenarios_mod
 from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.simulation import trace_files
 from nova_rl_trainer.simulation import traces
-from nova_rl_trainer.simulation.cluster import ClusterSpec
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,8 @@ goes. It is composed of mixins over one shared state, one concern each:
 * :mod:`accounting`: integration of the rates, objective terms, metrics;
 * :mod:`candidates`: what a policy reads (request view, Nova's weights,
   the candidates' columns and feature matrix);
+* :mod:`signals`: feature schema v2's lifetime signals and host busy
+  periods, from the simulated past;
 * this module: the event loop, placing, cloning and the driver
   :meth:`Simulation.play`.
 
@@ -41,15 +43,22 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from nova_rl_trainer.simulation import metrics as metrics_mod
-from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_weigher import features
+
 from nova_rl_trainer.simulation.accounting import Accounting
 from nova_rl_trainer.simulation.candidates import Candidates
 from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.simulation.cluster_state import ClusterState
+from nova_rl_trainer.simulation import metrics as metrics_mod
+from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation.signals import PlacementSignals
 from nova_rl_trainer.simulation.usage import UsageSnapshot
-from nova_rl_trainer.simulation.workload import (  # noqa: F401 (re-export)
-    ARRIVE, DEPART, TICK, SimConfig, Workload)
+# Re-exported: callers import the workload's names from here.
+from nova_rl_trainer.simulation.workload import ARRIVE  # noqa: F401
+from nova_rl_trainer.simulation.workload import DEPART  # noqa: F401
+from nova_rl_trainer.simulation.workload import SimConfig  # noqa: F401
+from nova_rl_trainer.simulation.workload import TICK  # noqa: F401
+from nova_rl_trainer.simulation.workload import Workload  # noqa: F401
 
 
 class Policy(Protocol):
@@ -60,13 +69,17 @@ class Policy(Protocol):
     name: str
     needs_usage: bool
     sim: 'Simulation | None'
+    #: Optional: the feature schema it reads (an artifact policy's own;
+    #: default ``features.SCHEMA``), which ``candidate_features`` computes.
+    # feature_schema: features.Schema
 
     def bind(self, sim: 'Simulation') -> None: ...
 
     def choose(self, vm: int, fit: np.ndarray) -> int: ...
 
 
-class Simulation(ClusterState, UsageSnapshot, Accounting, Candidates):
+class Simulation(ClusterState, UsageSnapshot, Accounting, Candidates,
+                 PlacementSignals):
     """One run of a workload on a cluster. Not thread-safe; cheap to
     :meth:`clone` (for example to warm up once and branch)."""
 
@@ -79,6 +92,7 @@ class Simulation(ClusterState, UsageSnapshot, Accounting, Candidates):
         self.n_hosts = cluster.hosts
         self._init_cluster()
         self._init_accounting()
+        self._init_signals()
         self._init_usage()
         self._init_candidates()
         # The event loop: next event, pending request and its candidates.
@@ -181,6 +195,17 @@ class Simulation(ClusterState, UsageSnapshot, Accounting, Candidates):
             self.enable_usage()
         if max_decisions is not None and max_decisions <= 0:
             return 0
+        # The policy's feature schema for this call only: whoever reads
+        # candidate_features after it gets the current one again.
+        self.feature_schema = getattr(policy, 'feature_schema',
+                                      features.SCHEMA)
+        try:
+            return self._play(policy, until_s, max_decisions)
+        finally:
+            self.feature_schema = features.SCHEMA
+
+    def _play(self, policy: Policy, until_s: float | None,
+              max_decisions: int | None) -> int:
         limit = -1 if max_decisions is None else max_decisions
         choose = policy.choose
         place = self.place

@@ -12,7 +12,9 @@ from typing import Sequence
 
 from nova_rl_trainer.simulation import azure_v1
 from nova_rl_trainer.simulation.csv_trace import read_csv
-from nova_rl_trainer.simulation.traces import Trace, TraceError, check_bounds
+from nova_rl_trainer.simulation.traces import check_bounds
+from nova_rl_trainer.simulation.traces import Trace
+from nova_rl_trainer.simulation.traces import TraceError
 
 FORMATS = ('azure-v1', 'csv')
 

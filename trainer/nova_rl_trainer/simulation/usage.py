@@ -6,7 +6,9 @@ cores and RAM, and each project's CPU use and allocation, go into rings
 spanning ``SimConfig.usage_window_s``; the host columns' usage rows get the
 mean and p95 over the ring, and
 :attr:`UsageSnapshot.project_ratio` each project's used / allocated CPU over
-it. The snapshot is only kept when a policy reads it
+it; schema v2's allocation at the sample and 24 h peaks (of hosts' CPU
+and memory use, of projects' used / allocated CPU) are kept with it. The
+snapshot is only kept when a policy reads it
 (:meth:`UsageSnapshot.enable_usage`, before the first event); otherwise the
 usage rows stay zero (``usage_present`` 0: usage absent).
 """
@@ -16,6 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from nova_rl_trainer.simulation.cluster_state import COLUMN
+
+#: Hours the daily peaks span.
+PEAK_HOURS = 24
 
 
 class UsageSnapshot:
@@ -34,6 +39,15 @@ class UsageSnapshot:
         self._proj_use = self._proj_alloc = None
         self.project_ratio = np.full(
             len(self.workload.trace.project_ids), np.nan)
+        # Schema v2: each host's vCPUs and RAM MB allocated at the last
+        # sample, its and each project's 24 h peaks (NaN: unknown), and
+        # the hourly maxima they come from.
+        self.sample_alloc = np.full((2, self.n_hosts), np.nan)
+        self.host_peaks = np.full((2, self.n_hosts), np.nan)
+        self.project_peak = np.full(len(self.workload.trace.project_ids),
+                                    np.nan)
+        self._peak_hour = -1
+        self._host_hourly = self._proj_hourly = None
 
     def enable_usage(self) -> None:
         """Maintain the usage snapshot (before the first event)."""
@@ -47,6 +61,8 @@ class UsageSnapshot:
         self._mem_ring = np.zeros((self._window, self.n_hosts))
         self._proj_use = np.zeros((self._window, p))
         self._proj_alloc = np.zeros((self._window, p))
+        self._host_hourly = np.full((PEAK_HOURS, 2, self.n_hosts), np.nan)
+        self._proj_hourly = np.full((PEAK_HOURS, p), np.nan)
 
     def _refresh_snapshot(self, live: np.ndarray, hosts: np.ndarray,
                           use: np.ndarray, util: np.ndarray) -> None:
@@ -78,3 +94,30 @@ class UsageSnapshot:
         with np.errstate(invalid='ignore', divide='ignore'):
             self.project_ratio = np.where(
                 alloc > 0, self._proj_use.sum(axis=0) / alloc, np.nan)
+            ratio = np.where(self._proj_alloc[slot] > 0,
+                             self._proj_use[slot] / self._proj_alloc[slot],
+                             np.nan)
+        self._record_peaks(self._cpu_ring[slot], self._mem_ring[slot], ratio)
+
+    def _record_peaks(self, cpu: np.ndarray, mem: np.ndarray,
+                      ratio: np.ndarray) -> None:
+        """Schema v2's inputs at a sample: the allocation now, and the 24 h
+        peaks as the highest of the last 24 hourly maxima (NaN ignored)."""
+        self.sample_alloc[0] = self.vcpus_used
+        np.subtract(self.host_ram_mb, self.ram_free_mb,
+                    out=self.sample_alloc[1])
+        hour = int(self.now // 3600.0)
+        slot = hour % PEAK_HOURS
+        if hour != self._peak_hour:
+            self._peak_hour = hour
+            self._host_hourly[slot] = np.nan
+            self._proj_hourly[slot] = np.nan
+        np.fmax(self._host_hourly[slot, 0], cpu,
+                out=self._host_hourly[slot, 0])
+        np.fmax(self._host_hourly[slot, 1], mem,
+                out=self._host_hourly[slot, 1])
+        np.fmax(self._proj_hourly[slot], ratio, out=self._proj_hourly[slot])
+        with np.errstate(invalid='ignore'):
+            # All-NaN columns (never measured) stay NaN, quietly.
+            self.host_peaks = np.fmax.reduce(self._host_hourly, axis=0)
+            self.project_peak = np.fmax.reduce(self._proj_hourly, axis=0)

@@ -20,8 +20,8 @@ import math
 import numpy as np
 
 from nova_rl_trainer.simulation import nova_weighers
-from nova_rl_trainer.simulation import utilisation
 from nova_rl_trainer.simulation.traces import Trace
+from nova_rl_trainer.simulation import utilisation
 
 #: Event kinds, in the order events of one instant run.
 DEPART, ARRIVE, TICK = 0, 1, 2
@@ -117,6 +117,50 @@ class Workload:
         ).tolist()
         self.mem_use = trace.memory_mb * self.usage.mem_frac
         self.n_decisions = n
+        self._life = None
+
+    @property
+    def life(self) -> 'LifeIndex':
+        """What the lifetime signals read of the trace (built on first
+        use: only runs whose policies read features need it)."""
+        if self._life is None:
+            self._life = LifeIndex(self.trace)
+        return self._life
 
     def __len__(self) -> int:
         return self.n_decisions
+
+
+class LifeIndex:
+    """The trace indexed for the lifetime signals (read-only, shared).
+
+    ``flavor`` (each VM's flavor index into ``flavor_names``: the trace
+    has no flavor names, so a flavor is a distinct vCPUs and memory pair,
+    named as in :func:`flavor_name`), ``lifetime_s`` (departure minus
+    arrival, NaN if it runs to the end), ``by_departure`` (the VMs that
+    depart, in departure order, with ``departure_sorted``), and per
+    project its VMs in arrival order (``project_vms[project_start[p]:
+    project_start[p + 1]]``, arrivals in ``project_arrival``).
+    """
+
+    def __init__(self, trace: Trace) -> None:
+        pairs = np.stack([trace.vcpus, trace.memory_mb], axis=1)
+        uniq, self.flavor = np.unique(pairs, axis=0, return_inverse=True)
+        self.flavor = self.flavor.reshape(-1)
+        self.flavor_names = tuple(flavor_name(v, m) for v, m in uniq)
+        self.lifetime_s = trace.departure_s - trace.arrival_s
+        dep = np.flatnonzero(~np.isnan(trace.departure_s))
+        order = np.argsort(trace.departure_s[dep], kind='stable')
+        self.by_departure = dep[order]
+        self.departure_sorted = trace.departure_s[self.by_departure].tolist()
+        self.by_departure_l = self.by_departure.tolist()
+        proj = trace.project
+        self.project_vms = np.argsort(proj, kind='stable')
+        self.project_start = np.searchsorted(
+            proj[self.project_vms], np.arange(len(trace.project_ids) + 1))
+        self.project_arrival = trace.arrival_s[self.project_vms]
+
+
+def flavor_name(vcpus: float, memory_mb: float) -> str:
+    """The flavor name the simulator gives a vCPUs and memory pair."""
+    return f'{vcpus:g}vcpu-{memory_mb:g}mb'

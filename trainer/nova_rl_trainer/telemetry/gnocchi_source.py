@@ -38,9 +38,9 @@ from nova_rl_trainer.telemetry.gnocchi_api import _posix
 from nova_rl_trainer.telemetry.gnocchi_api import GnocchiAPI
 from nova_rl_trainer.telemetry.sources import CpuUsage
 from nova_rl_trainer.telemetry.sources import Instance
+from nova_rl_trainer.telemetry.sources import iter_chunks
 from nova_rl_trainer.telemetry.sources import MetricsSource
 from nova_rl_trainer.telemetry.sources import SourceError
-from nova_rl_trainer.telemetry.sources import iter_chunks
 from nova_rl_trainer.telemetry.sources import utc
 
 SIZE_METRICS = ('vcpus', 'memory', 'disk.root.size', 'disk.ephemeral.size')

@@ -33,13 +33,13 @@ import math
 import os
 from typing import Iterable, Sequence
 
-from nova_rl_weigher import fileio
 from nova_rl_trainer.simulation.csv_trace import CSV_COLUMNS
 from nova_rl_trainer.telemetry.sources import CpuUsage
 from nova_rl_trainer.telemetry.sources import Instance
 from nova_rl_trainer.telemetry.sources import MetricsSource
 from nova_rl_trainer.telemetry.sources import SourceError
 from nova_rl_trainer.telemetry.sources import utc
+from nova_rl_weigher import fileio
 
 #: The trainer's trace columns and the optional host.
 TRACE_COLUMNS: tuple[str, ...] = (*CSV_COLUMNS, 'host')

@@ -37,10 +37,10 @@ from nova_rl_trainer.simulation.cluster_file import MAX_HOST_NAME
 from nova_rl_trainer.simulation.host_group import HostGroup
 from nova_rl_trainer.telemetry import auth
 from nova_rl_trainer.telemetry.placement_client import _Malformed
-from nova_rl_trainer.telemetry.placement_client import PlacementClient
 from nova_rl_trainer.telemetry.placement_client import add_arguments
 from nova_rl_trainer.telemetry.placement_client import cloud_connection
 from nova_rl_trainer.telemetry.placement_client import connect
+from nova_rl_trainer.telemetry.placement_client import PlacementClient
 from nova_rl_trainer.telemetry.placement_client import shared_connection
 from nova_rl_trainer.telemetry.sources import SourceError
 

@@ -18,10 +18,10 @@ import math
 import re
 from typing import Callable
 
+from nova_rl_trainer.telemetry.prometheus_promql import duration
 from nova_rl_trainer.telemetry.prometheus_promql import METER_LABEL
 from nova_rl_trainer.telemetry.prometheus_promql import METERS
 from nova_rl_trainer.telemetry.prometheus_promql import PRESENCE_METERS
-from nova_rl_trainer.telemetry.prometheus_promql import duration
 from nova_rl_trainer.telemetry.sources import Instance
 from nova_rl_trainer.telemetry.sources import SourceError
 from nova_rl_trainer.telemetry.sources import utc

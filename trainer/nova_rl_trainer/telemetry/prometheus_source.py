@@ -46,13 +46,13 @@ import argparse
 import math
 import os
 import re
-import urllib.parse
 from typing import Sequence
+import urllib.parse
 
 from nova_rl_trainer.telemetry.prometheus_api import DEFAULT_RETRIES
 from nova_rl_trainer.telemetry.prometheus_api import DEFAULT_TIMEOUT_S
-from nova_rl_trainer.telemetry.prometheus_api import RETRIABLE_STATUS_CODES
 from nova_rl_trainer.telemetry.prometheus_api import PrometheusAPI
+from nova_rl_trainer.telemetry.prometheus_api import RETRIABLE_STATUS_CODES
 from nova_rl_trainer.telemetry.prometheus_instances import \
     PrometheusInstances
 from nova_rl_trainer.telemetry.prometheus_promql import PromQL

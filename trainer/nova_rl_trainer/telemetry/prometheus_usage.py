@@ -28,8 +28,8 @@ from typing import Sequence
 import numpy as np
 
 from nova_rl_trainer.telemetry.prometheus_promql import CPU_METER
-from nova_rl_trainer.telemetry.prometheus_promql import MEMORY_USAGE_METER
 from nova_rl_trainer.telemetry.prometheus_promql import duration
+from nova_rl_trainer.telemetry.prometheus_promql import MEMORY_USAGE_METER
 from nova_rl_trainer.telemetry.sources import CpuUsage
 from nova_rl_trainer.telemetry.sources import Instance
 from nova_rl_trainer.telemetry.sources import utc

@@ -51,6 +51,24 @@ Which hosts are written:
 The instance's host is Gnocchi's current ``host`` attribute: an instance
 that migrated inside the window counts on its new host for the whole
 window.
+
+Format version 2's fields (:func:`build_v2`; the weigher's feature schema
+v2 reads them):
+
+* per host written: ``vcpus_allocated`` / ``ram_mb_allocated``, the sum of
+  the vCPUs and memory of the instances on it still running at the end of
+  the window (the allocation the usage was sampled at; the weigher takes
+  the difference with the live allocation), and ``cpu_util_peak_24h`` /
+  ``mem_util_peak_24h``, the highest interval of the host's series (as
+  above) over the last ``peak_window_s`` (24 h);
+* per project: ``cpu_ratio_peak_24h``, its highest interval of used /
+  allocated CPU over the peak window; ``lifetime`` (median, p90, count:
+  ``features.lifetime_stats``) of its instances that ended (Nova's
+  ``launched_at`` to ``deleted_at``) in the last ``lifetime_window_s``,
+  ``flavors`` the same per flavor name, and ``recent_lifetime``: its boots
+  of the last ``features.SIBLING_WINDOW_S`` (``features.sibling_lifetime``,
+  written once more than half have ended);
+* ``flavors``: the same lifetimes per flavor name over every project.
 """
 
 from __future__ import annotations
@@ -63,7 +81,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from nova_rl_weigher import snapshot as weigher_snapshot
 from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.telemetry.ingest import fill_sizes
 from nova_rl_trainer.telemetry.sources import CpuUsage
@@ -71,6 +88,8 @@ from nova_rl_trainer.telemetry.sources import Instance
 from nova_rl_trainer.telemetry.sources import MetricsSource
 from nova_rl_trainer.telemetry.sources import SourceError
 from nova_rl_trainer.telemetry.sources import utc
+from nova_rl_weigher import features
+from nova_rl_weigher import snapshot as weigher_snapshot
 
 #: Digits kept in the written fractions.
 DIGITS = 6
@@ -94,6 +113,16 @@ class Snapshot:
     projects: dict[str, dict]
     summary: dict
     warnings: list[str]
+    flavors: dict[str, dict] = dataclasses.field(default_factory=dict)
+    #: Highest interval over the window: host -> (CPU, memory) and
+    #: project -> used / allocated CPU (what the 24 h peaks are made of).
+    host_peaks: dict[str, tuple[float, float]] = dataclasses.field(
+        default_factory=dict, repr=False)
+    project_peaks: dict[str, float] = dataclasses.field(
+        default_factory=dict, repr=False)
+    #: Host -> (vCPUs, memory MB) of its instances running at the end.
+    allocation: dict[str, tuple[float, float]] = dataclasses.field(
+        default_factory=dict, repr=False)
 
 
 def capacities_from_cluster(cluster: ClusterSpec) -> dict[str, Capacity]:
@@ -236,6 +265,10 @@ def build(source: MetricsSource, capacities: Mapping[str, Capacity],
     used_cluster_names: set[str] = set()
     proj_used: dict[str, float] = {}
     proj_alloc: dict[str, float] = {}
+    # Per project and interval, for its peak ratio.
+    proj_used_k: dict[str, np.ndarray] = {}
+    proj_alloc_k: dict[str, np.ndarray] = {}
+    allocation: dict[str, list[float]] = {}
     without_host = without_cpu = without_memory = 0
     without_cpu_ids: list[str] = []
     for inst in complete:
@@ -250,6 +283,14 @@ def build(source: MetricsSource, capacities: Mapping[str, Capacity],
                     inst.project_id, 0.0) + float(share.sum()) * inst.vcpus
                 proj_alloc[inst.project_id] = proj_alloc.get(
                     inst.project_id, 0.0) + k.size * inst.vcpus
+                inside = np.isin(k, grid)
+                pos = np.searchsorted(grid, k[inside])
+                if inst.project_id not in proj_used_k:
+                    proj_used_k[inst.project_id] = np.zeros(grid.size)
+                    proj_alloc_k[inst.project_id] = np.zeros(grid.size)
+                np.add.at(proj_used_k[inst.project_id], pos,
+                          share[inside] * inst.vcpus)
+                np.add.at(proj_alloc_k[inst.project_id], pos, inst.vcpus)
         if not inst.host:
             without_host += 1
             continue
@@ -263,6 +304,10 @@ def build(source: MetricsSource, capacities: Mapping[str, Capacity],
         used_cluster_names.add(name)
         cap = capacities[name]
         host = inst.host
+        if inst.departure is None or inst.departure >= stop:
+            alloc = allocation.setdefault(host, [0.0, 0.0])
+            alloc[0] += float(inst.vcpus)
+            alloc[1] += float(inst.memory_mb)
         if host not in host_cpu:
             host_cpu[host] = np.zeros(n)
             host_mem[host] = np.zeros(n)
@@ -289,18 +334,28 @@ def build(source: MetricsSource, capacities: Mapping[str, Capacity],
         host_mem[host][np.searchsorted(grid, present)] += values / cap.ram_mb
 
     hosts: dict[str, dict] = {}
+    host_peaks: dict[str, tuple[float, float]] = {}
     left_out_no_cpu = []
     for host in sorted(host_cpu):
         if host_measured[host] == 0:
             left_out_no_cpu.append(host)
             continue
-        hosts[host] = _entry(np.minimum(host_cpu[host], 1.0), host_mem[host])
+        series = (np.minimum(host_cpu[host], 1.0), host_mem[host])
+        hosts[host] = _entry(*series)
+        host_peaks[host] = tuple(_peak(x) for x in series)
     empty = 0
     for name in capacities:
         if name in used_cluster_names or name in hosts:
             continue
         hosts[name] = _entry(np.zeros(n), np.zeros(n))
+        host_peaks[name] = (0.0, 0.0)
         empty += 1
+    project_peaks = {}
+    for pid, used in proj_used_k.items():
+        alloc = proj_alloc_k[pid]
+        ok = alloc > 0
+        if ok.any():
+            project_peaks[pid] = _peak(used[ok] / alloc[ok])
     projects = {pid: {'cpu_ratio': round(proj_used[pid] / alloc, DIGITS)}
                 for pid, alloc in sorted(proj_alloc.items()) if alloc > 0}
 
@@ -361,7 +416,106 @@ def build(source: MetricsSource, capacities: Mapping[str, Capacity],
         'projects': len(projects),
         **size_counts,
     }
-    return Snapshot(stop.timestamp(), hosts, projects, summary, warnings)
+    return Snapshot(stop.timestamp(), hosts, projects, summary, warnings,
+                    host_peaks=host_peaks, project_peaks=project_peaks,
+                    allocation={h: (a[0], a[1])
+                                for h, a in allocation.items()
+                                if h in hosts})
+
+
+def _peak(x: np.ndarray) -> float:
+    return round(max(float(x.max()), 0.0), DIGITS) if x.size else 0.0
+
+
+#: Defaults of :func:`build_v2`: the span of the daily peaks and of the
+#: measured lifetimes.
+PEAK_WINDOW_S = 86400.0
+LIFETIME_WINDOW_S = 7 * 86400.0
+
+
+def build_v2(source: MetricsSource, capacities: Mapping[str, Capacity],
+             stop: dt.datetime, window_s: float,
+             peak_window_s: float = PEAK_WINDOW_S,
+             lifetime_window_s: float = LIFETIME_WINDOW_S) -> Snapshot:
+    """:func:`build`, plus format version 2's fields (see the module
+    doc): a second pass over ``peak_window_s`` for the peaks (the same
+    pass when it is ``window_s``) and the instances of the last
+    ``lifetime_window_s`` for the lifetimes."""
+    for name, value in (('--peak-window-s', peak_window_s),
+                        ('--lifetime-window-s', lifetime_window_s)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f'{name} {value:g}: must be a positive number '
+                             'of seconds')
+    snap = build(source, capacities, stop, window_s)
+    day = snap if peak_window_s == window_s else \
+        build(source, capacities, stop, peak_window_s)
+    for host, entry in snap.hosts.items():
+        alloc = snap.allocation.get(host, (0.0, 0.0))
+        entry['vcpus_allocated'] = alloc[0]
+        entry['ram_mb_allocated'] = alloc[1]
+        peaks = day.host_peaks.get(host)
+        if peaks is not None:
+            entry['cpu_util_peak_24h'], entry['mem_util_peak_24h'] = peaks
+    for pid, peak in day.project_peaks.items():
+        snap.projects.setdefault(pid, {})['cpu_ratio_peak_24h'] = peak
+    stop = utc(stop)
+    start = stop - dt.timedelta(seconds=lifetime_window_s)
+    snap.flavors = _lifetimes(source.instances(start, stop), stop,
+                              snap.projects)
+    snap.summary['peak_window_s'] = peak_window_s
+    snap.summary['lifetime_window_s'] = lifetime_window_s
+    return snap
+
+
+def _life_doc(life: features.Lifetime) -> dict:
+    return {'median_s': round(life.median_s, 3),
+            'p90_s': round(life.p90_s, 3), 'count': life.count}
+
+
+def _life(values: list[float]) -> dict:
+    return _life_doc(features.lifetime_stats(sorted(values)))
+
+
+def _lifetimes(instances: Sequence[Instance], stop: dt.datetime,
+               projects: dict[str, dict]) -> dict[str, dict]:
+    """Lifetimes of the instances that ended, per project (into
+    ``projects``), per project and flavor, and per flavor (returned);
+    the projects' recent boots (siblings)."""
+    by_project: dict[str, list[float]] = {}
+    by_pair: dict[tuple[str, str], list[float]] = {}
+    by_flavor: dict[str, list[float]] = {}
+    recent: dict[str, tuple[list[float], list[float]]] = {}
+    since = stop - dt.timedelta(seconds=features.SIBLING_WINDOW_S)
+    for inst in instances:
+        begin, end = inst.arrival, inst.departure
+        if begin is None:
+            continue
+        pid, flavor = inst.project_id, inst.flavor_name
+        if pid and since <= begin < stop:
+            ended, ages = recent.setdefault(pid, ([], []))
+            if end is not None and end <= stop:
+                ended.append((end - begin).total_seconds())
+            else:
+                ages.append((stop - begin).total_seconds())
+        if end is None or end > stop or end < begin:
+            continue
+        life = (end - begin).total_seconds()
+        if pid:
+            by_project.setdefault(pid, []).append(life)
+            if flavor:
+                by_pair.setdefault((pid, flavor), []).append(life)
+        if flavor:
+            by_flavor.setdefault(flavor, []).append(life)
+    for pid, values in by_project.items():
+        projects.setdefault(pid, {})['lifetime'] = _life(values)
+    for (pid, flavor), values in by_pair.items():
+        projects[pid].setdefault('flavors', {})[flavor] = {
+            'lifetime': _life(values)}
+    for pid, (ended, ages) in recent.items():
+        life = features.sibling_lifetime(ended, ages)
+        if life is not None:
+            projects.setdefault(pid, {})['recent_lifetime'] = _life_doc(life)
+    return {f: {'lifetime': _life(v)} for f, v in sorted(by_flavor.items())}
 
 
 def _entry(cpu: np.ndarray, mem: np.ndarray) -> dict:
@@ -379,4 +533,4 @@ def write(snap: Snapshot, path: str) -> None:
     weigher parses it, replaced atomically (mode 0644)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     weigher_snapshot.write(path, snap.generated_at, snap.hosts,
-                           snap.projects)
+                           snap.projects, snap.flavors)

@@ -1,0 +1,1 @@
+"""Sandbox tests of the DevStack plugin (devstack/) and the shell linters."""

@@ -1,0 +1,201 @@
+"""Fanout: ordered results, the worker's exceptions, identical paths, Ray.
+
+The Ray test starts a real local Ray head on 127.0.0.1 (skipped, saying
+so, when Ray is not installed: it is optional)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from tests.telemetry.servers import free_port
+
+from nova_rl_trainer.simulation import fanout
+from nova_rl_trainer.simulation.fanout import Fanout
+from nova_rl_trainer.simulation.fanout import FanoutError
+
+
+def square_with_pid(x: int) -> tuple[int, int]:
+    return x * x, os.getpid()
+
+
+def ticking(x: int, tick) -> int:
+    for _ in range(x):
+        tick(1)
+    return -x
+
+
+def blas_threads(_: int) -> int:
+    import numpy  # noqa: F401 - loads the BLAS being checked
+    import threadpoolctl
+    infos = threadpoolctl.threadpool_info()
+    return max((i['num_threads'] for i in infos), default=1)
+
+
+ITEMS = [5, 3, 8, 1, 0, 7, 2]
+
+
+def test_inline_and_processes_give_identical_ordered_results():
+    with Fanout() as inline:
+        a = inline.map(square_with_pid, ITEMS)
+    with Fanout(workers=2) as procs:
+        b = procs.map(square_with_pid, ITEMS)
+        again = procs.map(square_with_pid, ITEMS[:2])
+    assert [r for r, _ in a] == [x * x for x in ITEMS]
+    assert [r for r, _ in b] == [r for r, _ in a]
+    assert {pid for _, pid in a} == {os.getpid()}
+    # Real worker processes, the pool reused across map calls.
+    assert os.getpid() not in {pid for _, pid in b}
+    assert {pid for _, pid in again} <= {pid for _, pid in b}
+
+
+def test_exception_propagates_with_the_workers_message():
+    for workers in (1, 2):
+        with Fanout(workers=workers) as fan:
+            with pytest.raises(ValueError, match="invalid literal for int"
+                                                 ".*'not a number'"):
+                fan.map(int, ['1', 'not a number', '3'])
+
+
+def test_progress_ticks_reach_the_caller_on_every_path():
+    for workers in (1, 2):
+        seen: list[int] = []
+        with Fanout(workers=workers) as fan:
+            out = fan.map(ticking, [3, 4, 0], progress=seen.append)
+        assert out == [-3, -4, 0]
+        assert sum(seen) == 7
+
+
+def test_workers_run_one_blas_thread():
+    with Fanout(workers=2) as fan:
+        assert fan.map(blas_threads, [0, 1]) == [1, 1]
+
+
+@pytest.mark.parametrize('workers', [0, -1, 1.5, True])
+def test_bad_worker_count_is_one_line(workers):
+    with pytest.raises(FanoutError, match='workers must be an integer'):
+        Fanout(workers=workers)
+
+
+def test_missing_ray_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'ray', None)    # import ray fails
+    with pytest.raises(FanoutError) as e:
+        with Fanout(ray_address='127.0.0.1:1'):
+            pass
+    assert 'needs Ray, which is not installed' in str(e.value)
+    assert '\n' not in str(e.value)
+
+
+def _ray_cli() -> str | None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return None
+    return shutil.which('ray', path=os.path.dirname(sys.executable)) \
+        or shutil.which('ray')
+
+
+def test_ray_address_that_does_not_answer_is_a_clear_error():
+    if _ray_cli() is None:
+        pytest.skip('Ray is not installed (optional: pip install ray)')
+    port = free_port()     # nothing listens there
+    with pytest.raises(FanoutError) as e:
+        with Fanout(ray_address=f'127.0.0.1:{port}'):
+            pass
+    assert f'cannot connect to the Ray cluster at 127.0.0.1:{port}' \
+        in str(e.value)
+    assert '\n' not in str(e.value)
+
+
+@pytest.fixture
+def ray_head():
+    """A real Ray head on 127.0.0.1 (``ray start --block``, ours alone)."""
+    cli = _ray_cli()
+    if cli is None:
+        pytest.skip('Ray is not installed (optional: pip install ray)')
+    port = free_port()
+    env = {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0'}
+    # Short: Ray's socket paths under it must fit in 107 bytes.
+    temp = tempfile.mkdtemp(prefix='ray', dir='/tmp')
+    head = subprocess.Popen(
+        [cli, 'start', '--head', '--block', '--node-ip-address',
+         '127.0.0.1', '--port', str(port), '--num-cpus', '2',
+         '--include-dashboard', 'false', '--disable-usage-stats',
+         '--temp-dir', temp],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        _wait_for_port(port, head)
+        yield f'127.0.0.1:{port}'
+    finally:
+        _stop_head(head, temp)
+
+
+def _wait_for_port(port: int, head: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if head.poll() is not None:
+            raise RuntimeError(f'ray start exited with {head.returncode}')
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)     # polling for readiness, not timing
+    raise RuntimeError('the Ray head did not answer within 120 s')
+
+
+def _stop_head(head: subprocess.Popen, temp: str) -> None:
+    """Stop only this head: its process group, then its daemons (found
+    by their unique temp dir)."""
+    try:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    for pid in _pids_mentioning(temp):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(temp, ignore_errors=True)
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    out = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/cmdline', 'rb') as f:
+                if text.encode() in f.read():
+                    out.append(int(entry))
+        except OSError:
+            continue
+    return out
+
+
+def test_ray_map_through_a_real_local_head(ray_head):
+    with Fanout(ray_address=ray_head) as fan:
+        assert fan.kind == 'ray'
+        out = fan.map(square_with_pid, ITEMS)
+        seen: list[int] = []
+        ticks = fan.map(ticking, [2, 5], progress=seen.append)
+        with pytest.raises(ValueError, match="'not a number'"):
+            fan.map(int, ['not a number'])
+    assert [r for r, _ in out] == [x * x for x in ITEMS]
+    assert os.getpid() not in {pid for _, pid in out}
+    assert ticks == [-2, -5] and sum(seen) == 7
+
+
+def test_module_documents_the_api():
+    doc = fanout.__doc__
+    for word in ('Fanout(workers=2)', 'ray_address', 'progress', 'ordered'):
+        assert word in doc

@@ -1,0 +1,258 @@
+"""Schema v2's placement signals, from the simulation's own history.
+
+What the snapshot producer reads from Gnocchi in a real cloud, the
+simulator takes from its simulated past, through the same definitions in
+``nova_rl_weigher.features``:
+
+* allocation at the last usage sample and 24 h peaks: kept by
+  :mod:`usage` at each sample (:meth:`PlacementSignals.host_signals` reads
+  them);
+* lifetimes: the completed lifetimes (departure minus arrival) of the VMs
+  placed so far, per project, per flavor and per project and flavor
+  (``features.lifetime_stats``); a request's siblings are its project's
+  requests of the last ``features.SIBLING_WINDOW_S`` that were placed
+  (``features.sibling_lifetime``);
+* each host's expected remaining busy time: each VM is predicted from the
+  statistics when it was placed and re-predicted as it outlives its
+  estimate (``features.expected_end_s``). Those estimates only change at
+  the instants a VM outlives one, so a host's busy end is kept and
+  recomputed only when a VM leaves or the earliest estimate passes.
+
+Everything is kept only with the usage snapshot, from the first v2 feature
+matrix a policy asks for (usually the first request: a run whose policies
+read only v1's columns pays nothing; started later, it is rebuilt from the
+VMs placed so far, each started at its arrival as the simulator places
+them).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+import numpy as np
+
+from nova_rl_weigher import features
+
+
+class PlacementSignals:
+    """Mixin of :class:`~nova_rl_trainer.simulation.simulator.Simulation`:
+    lifetime statistics and host busy periods for schema v2's signals."""
+
+    def _init_signals(self) -> None:
+        h = self.n_hosts
+        self._life_on = False
+        # Per host: end of its busy period (-inf empty, NaN none of its
+        # VMs predicted), the earliest estimate to be outlived, and its VMs.
+        self._busy_end = np.full(h, -np.inf)
+        self._next_change = np.full(h, np.inf)
+        self._host_vms: list[list[int]] | None = None
+        # Each VM's placement time (NaN: not placed, or rejected).
+        self._vm_start = np.full(len(self.workload), np.nan)
+        # Running VMs' (start, lifetime distribution or None).
+        self._vm_life: dict[int, tuple[float, features.Lifetime | None]] = {}
+        # Completed lifetimes by group (ascending), and how far the
+        # departures have been read.
+        self._done = 0
+        self._by_project: dict[int, list[float]] = {}
+        self._by_flavor: dict[int, list[float]] = {}
+        self._by_pair: dict[tuple[int, int], list[float]] = {}
+
+    def _start_signals(self) -> None:
+        """Keep the lifetime signals from now on, with what was placed so
+        far (VMs are placed at their arrival)."""
+        self._life_on = True
+        self._host_vms = [[] for _ in range(self.n_hosts)]
+        tr = self.workload.trace
+        arrived = tr.arrival_s <= self.now
+        ran = arrived & ((self.host_of >= 0) | (tr.departure_s <= self.now))
+        self._vm_start[ran] = tr.arrival_s[ran]
+        for vm in np.flatnonzero(self.host_of >= 0).tolist():
+            self._host_vms[self.host_of[vm]].append(vm)
+            self._vm_life[vm] = (float(tr.arrival_s[vm]),
+                                 self._predict_instance(vm))
+        for h in range(self.n_hosts):
+            self._refresh_host(h)
+
+    def _ensure_signals(self) -> bool:
+        """Whether the signals are kept (started at the first ask, with
+        the usage snapshot)."""
+        if not self._life_on and self.needs_usage:
+            self._start_signals()
+        return self._life_on
+
+    # -- hooks of cluster_state ------------------------------------------
+
+    def _signals_placed(self, vm: int, host: int) -> None:
+        now = self.now
+        life = self._predict_instance(vm)
+        self._vm_start[vm] = now
+        self._vm_life[vm] = (now, life)
+        self._host_vms[host].append(vm)
+        end = self._busy_end[host]
+        if life is None:
+            if end == -np.inf:
+                self._busy_end[host] = np.nan
+            return
+        new = features.expected_end_s(now, now, life)
+        if not new <= end:       # also when end is NaN
+            self._busy_end[host] = new
+        if new < self._next_change[host]:
+            self._next_change[host] = new
+
+    def _signals_released(self, vm: int, host: int) -> None:
+        vms = self._host_vms[host]
+        vms.remove(vm)
+        start, life = self._vm_life.pop(vm)
+        now = self.now
+        if not vms:
+            self._busy_end[host] = -np.inf
+            self._next_change[host] = np.inf
+        elif life is not None and self._next_change[host] > now:
+            # The host's estimates are current (else it is refreshed when
+            # read): only a VM at one of its extremes changes them.
+            end = features.expected_end_s(start, now, life)
+            if not end < self._busy_end[host] \
+                    or end <= self._next_change[host]:
+                self._refresh_host(host)
+
+    # -- state --------------------------------------------------------------
+
+    def _refresh_host(self, host: int) -> None:
+        """Recompute a host's busy end and next change from its VMs."""
+        now = self.now
+        vms = self._host_vms[host]
+        best = -np.inf if not vms else np.nan
+        nxt = np.inf
+        lives = self._vm_life
+        end_of = features.expected_end_s
+        for vm in vms:
+            start, life = lives[vm]
+            if life is None:
+                continue
+            end = end_of(start, now, life)
+            if not end <= best:
+                best = end
+            if end < nxt:
+                nxt = end
+        self._busy_end[host] = best
+        self._next_change[host] = nxt
+
+    def _read_completed(self) -> None:
+        """Add the lifetimes of the placed VMs departed by now."""
+        index = self.workload.life
+        dep = index.departure_sorted
+        order = index.by_departure_l
+        stop = bisect.bisect_right(dep, self.now)
+        i = self._done
+        if i >= stop:
+            return
+        flavor = index.flavor
+        project = self.workload.trace.project
+        life_s = index.lifetime_s
+        started = self._vm_start
+        for vm in order[i:stop]:
+            if math.isnan(started[vm]):
+                continue        # rejected: it never ran
+            value = float(life_s[vm])
+            p = int(project[vm])
+            f = int(flavor[vm])
+            for table, key in ((self._by_project, p), (self._by_flavor, f),
+                               (self._by_pair, (p, f))):
+                bisect.insort(table.setdefault(key, []), value)
+        self._done = stop
+
+    def _predict_instance(self, vm: int) -> features.Lifetime | None:
+        """A VM's lifetime distribution: project and flavor, else project,
+        else flavor (``features.Lifetimes.for_instance``'s order)."""
+        self._read_completed()
+        p = int(self.workload.trace.project[vm])
+        f = int(self.workload.life.flavor[vm])
+        for table, key in ((self._by_pair, (p, f)), (self._by_project, p),
+                           (self._by_flavor, f)):
+            values = table.get(key)
+            if values:
+                return features.lifetime_stats(values)
+        return None
+
+    def _siblings(self, vm: int) -> features.Lifetime | None:
+        """The lifetimes of the project's placed requests of the last
+        ``SIBLING_WINDOW_S``, some still running."""
+        index = self.workload.life
+        now = self.now
+        p = int(self.workload.trace.project[vm])
+        lo, hi = index.project_start[p], index.project_start[p + 1]
+        arrivals = index.project_arrival
+        first = lo + int(np.searchsorted(arrivals[lo:hi],
+                                         now - features.SIBLING_WINDOW_S))
+        others = index.project_vms[first:hi]
+        start = self._vm_start[others]
+        # Placed ones only (not rejected, not the request itself).
+        placed = ~np.isnan(start) & (others != vm)
+        if not placed.any():
+            return None
+        start = start[placed]
+        dep = self.workload.trace.departure_s[others[placed]]
+        ended = dep <= now
+        return features.sibling_lifetime((dep - start)[ended],
+                                         now - start[~ended])
+
+    # -- what policies read ----------------------------------------------
+
+    def request_signals(self, vm: int) -> features.RequestSignals:
+        """Schema v2's request inputs for ``vm`` (none without the usage
+        snapshot)."""
+        if not self._ensure_signals():
+            return features.NO_REQUEST_SIGNALS
+        life = self._siblings(vm)
+        if life is None:
+            life = self._predict_instance(vm)
+        peak = self.project_peak[self.workload.trace.project[vm]]
+        return features.RequestSignals(
+            life, None if math.isnan(peak) else float(peak))
+
+    def host_signals(self, cand: np.ndarray) -> np.ndarray | None:
+        """Schema v2's per-host inputs (``features.SIGNAL_COLUMNS`` rows)
+        for hosts ``cand``; None (all unknown) without the snapshot."""
+        if not self._ensure_signals():
+            return None
+        now = self.now
+        stale = cand[self._next_change[cand] <= now]
+        for h in stale.tolist():
+            self._refresh_host(h)
+        out = np.empty((len(features.SIGNAL_COLUMNS), cand.shape[0]))
+        out[0:2] = self.sample_alloc[:, cand]
+        out[2:4] = self.host_peaks[:, cand]
+        np.subtract(self._busy_end[cand], now, out=out[4])
+        np.maximum(out[4], 0.0, out=out[4])
+        return out
+
+    # -- inspection (tests, snapshots of the simulated cloud) ---------------
+
+    def keep_signals(self) -> None:
+        """Keep the v2 signals from now on, whatever the policy reads
+        (with the usage snapshot, :meth:`enable_usage`)."""
+        self._ensure_signals()
+
+    def lifetime_tables(self) -> features.Lifetimes:
+        """The lifetime statistics measured so far, keyed as a usage
+        snapshot keys them (project ids, flavor names; no siblings)."""
+        self._read_completed()
+        ids = self.workload.trace.project_ids
+        names = self.workload.life.flavor_names
+        stats = features.lifetime_stats
+        return features.Lifetimes(
+            project_flavor={(ids[p], names[f]): stats(v)
+                            for (p, f), v in self._by_pair.items()},
+            project={ids[p]: stats(v) for p, v in self._by_project.items()},
+            flavor={names[f]: stats(v) for f, v in self._by_flavor.items()})
+
+    def holdings(self, host: int) -> list[tuple[int, float,
+                                                features.Lifetime | None]]:
+        """``(VM, start, lifetime distribution it was predicted from)`` of
+        each VM on ``host``."""
+        return [(vm, *self._vm_life[vm]) for vm in self._host_vms[host]]
+
+    def siblings(self, vm: int) -> features.Lifetime | None:
+        """The lifetimes of ``vm``'s siblings (None if unknown)."""
+        return self._siblings(vm) if self._ensure_signals() else None
