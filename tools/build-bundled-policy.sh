@@ -15,7 +15,8 @@
 # generations), against every baseline.
 #
 # Writes under ${OUT:-out/bundled}; installs the policy into
-# nova_rl_weigher/policies/default/ unless INSTALL=0. Each PPO iteration's
+# nova_rl_weigher/policies/default/ unless INSTALL=0 or its calibration
+# says it must never act (exit 3). Each PPO iteration's
 # branched states come from 2 members (--rollout-members 2), collected by
 # WORKERS local processes: the weights depend on the seed and the iteration
 # count, not on WORKERS. Budget (extrapolated from a 4-iteration run's CPU
@@ -61,8 +62,20 @@ nova-rl-trainer evaluate --scenario azure-v1-test --objective pareto \
     --cluster "$OUT/unseen-cluster.json" --policies "$POLICIES" \
     --json "$OUT/evaluation-unseen.json" --report "$OUT/report-unseen"
 
+cat "$OUT/report/report.md" "$OUT/report-unseen/report.md"
+# As publish does, a policy whose calibration says it must never act does
+# not replace the bundled one (it would make the weigher step aside on
+# every request): the current bundled policy stays, exit 3.
+ACT=$(python -c 'import json, sys
+print(json.load(open(sys.argv[1]))["calibration"].get("act", "gated"))' \
+    "$OUT/train/policy/manifest.json")
+if [ "$ACT" = never ]; then
+    echo "not installed: calibration found no confidence level at which" \
+        "the policy is at least as good as Nova's default weighers" \
+        "(calibration.act never); the bundled policy is unchanged" >&2
+    exit 3
+fi
 if [ "$INSTALL" = 1 ]; then
     rm -rf nova_rl_weigher/policies/default
     cp -r "$OUT/train/policy" nova_rl_weigher/policies/default
 fi
-cat "$OUT/report/report.md" "$OUT/report-unseen/report.md"

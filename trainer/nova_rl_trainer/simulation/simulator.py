@@ -107,6 +107,7 @@ class Simulation(ClusterState, UsageSnapshot, Accounting, Candidates,
         memo = {id(self.workload): self.workload,
                 id(self.objective): self.objective,
                 id(self.progress): None}
+        memo.update(self._signals_copies())
         return copy.deepcopy(self, memo)
 
     # -- the event loop -----------------------------------------------------
