@@ -275,7 +275,7 @@ def old_collect(env, policy, samples, horizon, starts, continuation,
                 else:
                     costs = branching.branch_costs(
                         env.sim, d.vm, (mine, theirs), continuation,
-                        horizon)
+                        seconds=horizon)
                     out.append((a.confidence, False,
                                 float(costs[0] - costs[1])))
             _, _, terminated, truncated, _ = env.step(
@@ -287,11 +287,13 @@ def old_collect(env, policy, samples, horizon, starts, continuation,
 
 
 def test_calibration_samples_are_the_old_ones():
+    # The old loop, with branches now as long in simulated seconds (1,800)
+    # as calibration's horizon is (24 h by default).
     bundled = policies.make_policy('bundled').policy
     env = env_mod.PlacementEnv(SMALL, warmup_policy='best-fit')
     starts = [100000.0, 172500.0, 130000.0]
-    got = calibration.collect(env, bundled, 9, 20, starts, 'best-fit', 3)
-    ref = old_collect(env, bundled, 9, 20, starts, 'best-fit', 3)
+    got = calibration.collect(env, bundled, 9, 1800.0, starts, 'best-fit', 3)
+    ref = old_collect(env, bundled, 9, 1800.0, starts, 'best-fit', 3)
     assert [(s.confidence, s.same_as_nova, s.delta) for s in got] == ref
     assert len(ref) == 9 and any(d != 0.0 for _, _, d in ref)
 

@@ -31,9 +31,9 @@ def members(base):
 
 def makers(members):
     """Environment factories of the members, sharing one objective."""
-    from nova_rl_trainer.cli.train import _env_factory
+    from nova_rl_trainer.learning.env import factory
     objective = members[0].setup.make_objective()
-    return [_env_factory(m.trace, m.setup, objective) for m in members]
+    return [factory(m.trace, m.setup, objective) for m in members]
 
 
 def tiny_config(**changes):
