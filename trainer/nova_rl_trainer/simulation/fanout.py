@@ -170,10 +170,18 @@ def _init_worker(q) -> None:
 
 
 def _call(fn: Callable, item, with_tick: bool):
+    """Run ``fn``; with ticks, return ``(result, ticks sent)`` so the
+    caller knows how many to wait for."""
     if not with_tick:
         return fn(item)
     q = _TICKS['queue']
-    return fn(item, q.put)
+    sent = [0]
+
+    def tick(n: int) -> None:
+        sent[0] += n
+        q.put(n)
+
+    return fn(item, tick), sent[0]
 
 
 def _call_counting(fn: Callable, item, with_tick: bool):
@@ -189,28 +197,51 @@ def _call_counting(fn: Callable, item, with_tick: bool):
 
 
 def _pump_until_done(futures, q, progress: Callable[[int], None]) -> list:
-    """Feed the workers' ticks to ``progress`` until every future is done."""
+    """Feed the workers' ticks to ``progress`` until every future is done
+    and every tick it sent has arrived."""
     stop = threading.Event()
+    received = [0]
+
+    def take(n: int) -> None:
+        received[0] += n
+        progress(n)
 
     def pump() -> None:
         while not stop.is_set():
             try:
-                progress(q.get(timeout=0.2))
+                take(q.get(timeout=0.2))
             except queue.Empty:
                 continue
 
     pumper = threading.Thread(target=pump, daemon=True)
     pumper.start()
     try:
-        return [f.result() for f in futures]
-    finally:
+        done = [f.result() for f in futures]
+    except BaseException:
         stop.set()
         pumper.join()
-        while True:
-            try:
-                progress(q.get_nowait())
-            except queue.Empty:
-                break
+        _drain(q, take)
+        raise
+    stop.set()
+    pumper.join()
+    # A multiprocessing.Queue writes from a feeder thread: ticks a task put
+    # just before it returned may still be on their way.
+    expected = sum(sent for _, sent in done)
+    while received[0] < expected:
+        take(q.get(timeout=_LATE_TICK_TIMEOUT_S))
+    return [result for result, _ in done]
+
+
+#: How long the last ticks of finished tasks may take to arrive.
+_LATE_TICK_TIMEOUT_S = 60.0
+
+
+def _drain(q, take: Callable[[int], None]) -> None:
+    while True:
+        try:
+            take(q.get_nowait())
+        except queue.Empty:
+            return
 
 
 def _restore(saved: dict[str, str | None]) -> None:
