@@ -6,7 +6,7 @@ unpickled. ``manifest.json`` says what the weights mean and how far they can
 be trusted::
 
     {
-      "format": "nova-rl-policy", "format_version": 1,
+      "format": "nova-rl-policy", "format_version": 1,   # 2 with "shield"
       "policy_version": "...",                 # shown in logs and decisions
       "architecture": {"name": "deepsets-mlp-v1", "hidden": 32},
       "ensemble_size": 5,
@@ -21,6 +21,7 @@ be trusted::
                         "weighers": ["nova.scheduler.weights.ram.RAMWeigher",
                                      ...],
                         "multipliers": {"ram_weight_multiplier": 1.0, ...}},
+      "shield": {"max_projected_cpu_peak": 0.7},           # optional
       "provenance": {...},                     # how it was made, free-form
       "weights_file": "weights.npz",
       "weights_sha256": "..."
@@ -33,9 +34,10 @@ v2's); the weigher computes the columns of the schema the policy declares.
 ``calibration.act`` ``never`` says the policy must not act (the trainer's
 calibration found no confidence level at which it is at least as good as
 its fallback); ``nova_weighers`` is the Nova weigher configuration it was
-trained with, which the gate compares with the running scheduler's. Both
-are optional: a manifest without them loads and runs as before (see
-:mod:`nova_rl_weigher.gate`).
+trained with, which the gate compares with the running scheduler's;
+``shield`` bounds the hosts the policy may prefer (schema v2 only, see
+:mod:`nova_rl_weigher.shield`). All three are optional: a manifest without
+them loads and runs as before (see :mod:`nova_rl_weigher.gate`).
 
 :func:`write_artifact` is the only writer (the trainer and the tests use it);
 :func:`load_artifact` verifies every field, the checksum, shapes and
@@ -77,6 +79,7 @@ from nova_rl_weigher.manifest import ArtifactError
 from nova_rl_weigher.manifest import check_manifest
 from nova_rl_weigher.manifest import FORMAT
 from nova_rl_weigher.manifest import FORMAT_VERSION
+from nova_rl_weigher.manifest import FORMAT_VERSION_SHIELD
 from nova_rl_weigher.manifest import MANIFEST
 from nova_rl_weigher.manifest import MAX_ARRAYS
 from nova_rl_weigher.manifest import MAX_ENSEMBLE_SIZE
@@ -98,8 +101,9 @@ from nova_rl_weigher import policy as policy_mod
 #: This module's API, including the names it re-exports from
 #: :mod:`manifest` and :mod:`npz` for its callers.
 __all__ = [
-    'FORMAT', 'FORMAT_VERSION', 'MANIFEST', 'MAX_ARRAYS', 'MAX_ENSEMBLE_SIZE',
-    'MAX_HIDDEN', 'MAX_MANIFEST_BYTES', 'MAX_MANIFEST_DEPTH',
+    'FORMAT', 'FORMAT_VERSION', 'FORMAT_VERSION_SHIELD', 'MANIFEST',
+    'MAX_ARRAYS', 'MAX_ENSEMBLE_SIZE', 'MAX_HIDDEN', 'MAX_MANIFEST_BYTES',
+    'MAX_MANIFEST_DEPTH',
     'MAX_NAME_CHARS', 'MAX_PARAMETERS', 'MAX_RANGE_TOLERANCE',
     'MAX_WEIGHTS_BYTES', 'MAX_WEIGHTS_UNCOMPRESSED_BYTES', 'WEIGHTS',
     'ArtifactError', 'Spec', 'artifact_signature', 'check_manifest',
@@ -130,11 +134,13 @@ def write_artifact(path: str, params: Mapping[str, np.ndarray], *,
                    policy_version: str | None = None,
                    range_tolerance: float = 0.05,
                    calibration: Mapping[str, Any] | None = None,
-                   nova_weighers: Mapping[str, Any] | None = None) -> dict:
+                   nova_weighers: Mapping[str, Any] | None = None,
+                   shield: Mapping[str, Any] | None = None) -> dict:
     """Write a verified artifact to directory ``path`` and return its manifest.
 
     ``nova_weighers`` (the Nova weigher configuration trained with, see
-    :func:`manifest.check_nova_weighers`) is written only when given. The
+    :func:`manifest.check_nova_weighers`) and ``shield`` (see
+    :mod:`shield`) are written only when given. The
     feature schema recorded is the one of the weights' width (v1 or v2,
     :data:`features.SCHEMAS`).
 
@@ -155,7 +161,8 @@ def write_artifact(path: str, params: Mapping[str, np.ndarray], *,
     weights_bytes = buf.getvalue()
     manifest = {
         'format': FORMAT,
-        'format_version': FORMAT_VERSION,
+        'format_version': (FORMAT_VERSION if shield is None
+                           else FORMAT_VERSION_SHIELD),
         'policy_version': policy_version or (
             'policy-' + hashlib.sha256(weights_bytes).hexdigest()[:12]),
         'architecture': {'name': policy_mod.ARCHITECTURE, 'hidden': hidden},
@@ -170,6 +177,7 @@ def write_artifact(path: str, params: Mapping[str, np.ndarray], *,
         'calibration': dict(calibration or {}),
         **({'nova_weighers': _plain(nova_weighers)}
            if nova_weighers is not None else {}),
+        **({'shield': _plain(shield)} if shield is not None else {}),
         'provenance': {
             'created_at': datetime.datetime.now(
                 datetime.timezone.utc).isoformat(timespec='seconds'),

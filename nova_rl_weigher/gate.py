@@ -26,6 +26,10 @@ Two reasons hold for the policy as a whole, whatever the candidates:
   overrides it (the decision's ``detail`` says so); the calibrated one
   cannot.
 
+A policy with a shield (:mod:`nova_rl_weigher.shield`) prefers only the
+candidates whose projected CPU peak stays within its limit; when there is
+none, it abstains with :data:`NO_SAFE_HOST`.
+
 :func:`decide` is the whole apply/abstain chain, the one used by the weigher
 inside nova-scheduler (:mod:`nova_rl_weigher.scorer`) and by the trainer's
 simulator (``nova_rl_trainer.simulation.policies.ArtifactPolicy``), so what
@@ -45,6 +49,7 @@ import numpy as np
 from nova_rl_weigher import conf
 from nova_rl_weigher import features
 from nova_rl_weigher.policy import Policy
+from nova_rl_weigher import shield
 
 # Reasons, as written to the decision log and counted in the stats.
 APPLIED = 'applied'
@@ -60,6 +65,7 @@ OVER_LATENCY_BUDGET = 'over_latency_budget'
 OUTSIDE_CANARY = 'outside_canary'
 NOVA_CONFIG_MISMATCH = 'nova_config_mismatch'
 NEVER_ACT = 'never_act'
+NO_SAFE_HOST = 'no_safe_host'
 ERROR = 'error'
 #: Reasons that hold for the policy as a whole (:func:`standing_verdict`):
 #: no candidate's features can change them, so the weigher need not score.
@@ -115,6 +121,8 @@ class Assessment:
     best: int
     reason: str = ''       # why confidence is zero, if it was forced to zero
     detail: str = ''
+    # Which candidates the policy's shield lets it prefer (None: no shield).
+    safe: np.ndarray | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -285,18 +293,36 @@ def assess(policy: Policy, x: np.ndarray, scores: np.ndarray,
            snapshot_status: str, snapshot_detail: str = '',
            mean: np.ndarray | None = None) -> Assessment:
     """Confidence in ``scores`` (``(K, N)``) for feature matrix ``x``
-    (``mean``: ``scores.mean(axis=0)`` if at hand)."""
+    (``mean``: ``scores.mean(axis=0)`` if at hand).
+
+    With a shield (:mod:`nova_rl_weigher.shield`) the best host and the
+    members' agreement on it are among the candidates it lets the policy
+    prefer; when it lets none, confidence is zero (:data:`NO_SAFE_HOST`).
+    """
     if not (np.isfinite(x).all() and np.isfinite(scores).all()):
         return Assessment(0.0, 0, NON_FINITE, 'features or scores not finite')
-    confidence, best = ensemble_agreement(scores, mean)
+    safe = shield.safe_hosts(policy.shield_limit, x)
+    if safe is None or safe.all() or not safe.any():
+        confidence, best = ensemble_agreement(scores, mean)
+    else:
+        idx = np.flatnonzero(safe)
+        confidence, best = ensemble_agreement(
+            scores[:, idx], None if mean is None else mean[idx])
+        best = int(idx[best])
     if snapshot_status == 'stale':
-        return Assessment(0.0, best, SNAPSHOT_STALE, snapshot_detail)
+        return Assessment(0.0, best, SNAPSHOT_STALE, snapshot_detail, safe)
     if snapshot_status == 'unavailable':
-        return Assessment(0.0, best, SNAPSHOT_UNAVAILABLE, snapshot_detail)
+        return Assessment(0.0, best, SNAPSHOT_UNAVAILABLE, snapshot_detail,
+                          safe)
     why = out_of_range(policy, x)
     if why:
-        return Assessment(0.0, best, OUT_OF_DISTRIBUTION, why)
-    return Assessment(confidence, best)
+        return Assessment(0.0, best, OUT_OF_DISTRIBUTION, why, safe)
+    if safe is not None and not safe.any():
+        return Assessment(0.0, best, NO_SAFE_HOST,
+                          f'projected CPU peak above the shield\'s '
+                          f'{policy.shield_limit:g} on all {len(safe)} '
+                          'candidates', safe)
+    return Assessment(confidence, best, safe=safe)
 
 
 def decide(policy: Policy | None, x: np.ndarray, scores: np.ndarray | None,
@@ -350,17 +376,21 @@ def decide(policy: Policy | None, x: np.ndarray, scores: np.ndarray | None,
     elif not in_canary(instance_uuid, settings.canary_percent):
         d.verdict = OUTSIDE_CANARY
     else:
-        d.weights = normalised_weights(scores, mean)
+        d.weights = normalised_weights(scores, mean, a.safe)
     if note:
         d.detail = f'{d.detail}; {note}' if d.detail else note
     return d
 
 
-def normalised_weights(scores: np.ndarray, mean: np.ndarray | None = None
-                       ) -> np.ndarray:
+def normalised_weights(scores: np.ndarray, mean: np.ndarray | None = None,
+                       safe: np.ndarray | None = None) -> np.ndarray:
     """Ensemble-mean scores scaled to [0, 1] within the candidate set
     (float64; all 0 when every candidate scores the same; ``mean``:
     ``scores.mean(axis=0)`` if at hand).
+
+    With ``safe`` (the shield's verdict, at least one candidate) the
+    scaling is within the safe candidates (1 for all of them when they
+    score the same) and the others get 0, the policy's lowest weight.
 
     The weigher declares ``minval=0, maxval=1`` so Nova's normalisation keeps
     these values as they are, without per-call state on the shared weigher.
@@ -368,6 +398,12 @@ def normalised_weights(scores: np.ndarray, mean: np.ndarray | None = None
     if mean is None:
         mean = scores.mean(axis=0)
     mean = mean.astype(np.float64)
+    if safe is not None and not safe.all():
+        out = np.zeros(mean.shape[0])
+        kept = mean[safe]
+        lo, hi = float(kept.min()), float(kept.max())
+        out[safe] = (kept - lo) / (hi - lo) if hi > lo else 1.0
+        return out
     lo, hi = float(mean.min()), float(mean.max())
     if hi - lo <= 0:
         return np.zeros(mean.shape[0])

@@ -27,9 +27,16 @@ import numpy as np
 from nova_rl_weigher import features
 from nova_rl_weigher import fileio
 from nova_rl_weigher import policy as policy_mod
+from nova_rl_weigher import shield as shield_mod
 
 FORMAT = 'nova-rl-policy'
 FORMAT_VERSION = 1
+#: The format version of a manifest with a ``shield``: a weigher from before
+#: the shield ignores fields it does not know, so it would run the policy
+#: unshielded; it refuses this version instead (and keeps its previous
+#: policy). Manifests without a shield stay version 1.
+FORMAT_VERSION_SHIELD = 2
+FORMAT_VERSIONS = (FORMAT_VERSION, FORMAT_VERSION_SHIELD)
 MANIFEST = 'manifest.json'
 WEIGHTS = 'weights.npz'
 #: Caps, checked before reading (file sizes) or before decompressing (array
@@ -56,6 +63,9 @@ MAX_NAME_CHARS = 256              # policy_version, objective, weights_file
 #: ``nova_weighers``: at most this many weighers and multipliers (Nova 34
 #: has 13 weighers and 12 multipliers).
 MAX_NOVA_WEIGHERS = 64
+#: ``shield.max_projected_cpu_peak``: a projected peak above all of a
+#: host's cores is overload already, so a higher limit shields nothing.
+MAX_SHIELD_LIMIT = 1.0
 #: ``calibration.act``: ``gated`` (act at or above
 #: ``confidence_threshold``; the meaning when absent) or ``never`` (the
 #: calibration found no confidence level at which the policy is at least as
@@ -74,7 +84,7 @@ class Spec:
 
     __slots__ = ('ensemble_size', 'hidden', 'weights_file', 'sha256',
                  'mean', 'std', 'feature_min', 'feature_max', 'tolerance',
-                 'version', 'act', 'nova_weighers', 'schema')
+                 'version', 'act', 'nova_weighers', 'schema', 'shield')
 
     def __init__(self, **kw: Any) -> None:
         for k, v in kw.items():
@@ -193,6 +203,33 @@ def check_nova_weighers(manifest: dict) -> dict | None:
     return value
 
 
+def check_shield(manifest: dict, schema: features.Schema) -> float | None:
+    """Check ``shield`` (an object or absent) and return its limit.
+
+    ``{"max_projected_cpu_peak": X}``: the share of a host's physical cores
+    its projected CPU peak after the placement may reach for the policy to
+    prefer it (:mod:`nova_rl_weigher.shield`), a number in (0,
+    :data:`MAX_SHIELD_LIMIT`]. The projection reads schema v2's columns, so
+    a v1 policy cannot carry one. Absent: None, no shield.
+    """
+    value = manifest.get('shield')
+    if value is None:
+        return None
+    where = 'manifest shield'
+    if not isinstance(value, dict):
+        raise ArtifactError(f'{where} must be an object, not '
+                            f'{fileio.brief(value)}')
+    key = shield_mod.MAX_PROJECTED_CPU_PEAK
+    limit = _finite(value.get(key), f'{where}.{key}')
+    if not 0 < limit <= MAX_SHIELD_LIMIT:
+        raise ArtifactError(f'{where}.{key} must be in (0, '
+                            f'{MAX_SHIELD_LIMIT:g}], not {limit:g}')
+    if schema.num_features < shield_mod.MIN_WIDTH:
+        raise ArtifactError(f'{where}: the shield reads schema v2 features; '
+                            f'this policy reads v{schema.version}')
+    return limit
+
+
 def _vector(manifest: dict, section: str, key: str, n: int) -> np.ndarray:
     values = _section(manifest, section).get(key)
     where = f'manifest {section}.{key}'
@@ -235,7 +272,8 @@ def check_manifest(manifest: dict) -> Spec:
     ``calibration`` an object or absent (:func:`check_calibration`: its
     ``act`` ``gated`` or ``never``, its ``confidence_threshold`` in [0, 1]
     if present, null with ``never``); ``nova_weighers`` an object or absent
-    (:func:`check_nova_weighers`: names, finite multipliers).
+    (:func:`check_nova_weighers`: names, finite multipliers); ``shield``
+    an object or absent (:func:`check_shield`).
     """
     if not isinstance(manifest, dict):
         raise ArtifactError('manifest is not a JSON object')
@@ -243,10 +281,10 @@ def check_manifest(manifest: dict) -> Spec:
         raise ArtifactError(f"format {fileio.brief(manifest.get('format'))} "
                             f'is not {FORMAT!r}')
     version = manifest.get('format_version')
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in FORMAT_VERSIONS:
         raise ArtifactError(
             f'format_version {fileio.brief(version)} is not supported '
-            f'(expected {FORMAT_VERSION})')
+            f'(expected one of {", ".join(map(str, FORMAT_VERSIONS))})')
     schema_doc = manifest.get('feature_schema')
     schema = features.SCHEMAS.get(schema_doc.get('hash')) \
         if isinstance(schema_doc, dict) \
@@ -309,6 +347,13 @@ def check_manifest(manifest: dict) -> Spec:
             f'{MAX_RANGE_TOLERANCE}, not {fileio.brief(tolerance)}')
     act = check_calibration(manifest)
     nova_weighers = check_nova_weighers(manifest)
+    shield_limit = check_shield(manifest, schema)
+    if (shield_limit is None) != (version == FORMAT_VERSION):
+        raise ArtifactError(
+            f'format_version {version} with'
+            + ('out' if shield_limit is None else '') + ' a shield: a '
+            f'shielded manifest is version {FORMAT_VERSION_SHIELD}, any '
+            f'other {FORMAT_VERSION}')
     version_text = _text(manifest, 'policy_version')
     _text(manifest, 'objective')
     _section(manifest, 'provenance')
@@ -316,7 +361,7 @@ def check_manifest(manifest: dict) -> Spec:
                 sha256=sha, mean=mean, std=std, feature_min=fmin,
                 feature_max=fmax, tolerance=float(tolerance),
                 version=version_text, act=act, nova_weighers=nova_weighers,
-                schema=schema)
+                schema=schema, shield=shield_limit)
 
 
 def parameter_count(k: int, f: int, h: int) -> int:

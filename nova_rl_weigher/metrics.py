@@ -74,7 +74,7 @@ ABSTAIN_REASONS = (
     gate.SNAPSHOT_STALE, gate.SNAPSHOT_UNAVAILABLE, gate.NON_FINITE,
     gate.OUT_OF_DISTRIBUTION, gate.LOW_CONFIDENCE, gate.OVER_LATENCY_BUDGET,
     gate.OUTSIDE_CANARY, gate.NOVA_CONFIG_MISMATCH, gate.NEVER_ACT,
-    gate.ERROR)
+    gate.NO_SAFE_HOST, gate.ERROR)
 #: The reasons :class:`decision_log.DecisionLog` drops a record for.
 DROP_REASONS = ('unavailable', 'queue_bytes', 'queue_full', 'write_error',
                 'record_error')

@@ -25,6 +25,7 @@ import threading
 import numpy as np
 
 from nova_rl_weigher import features
+from nova_rl_weigher import shield
 
 ARCHITECTURE = 'deepsets-mlp-v1'
 
@@ -157,6 +158,12 @@ class Policy:
     @property
     def ensemble_size(self) -> int:
         return int(self.params['b3'].shape[0])
+
+    @functools.cached_property
+    def shield_limit(self) -> float | None:
+        """The manifest's ``shield.max_projected_cpu_peak``, or None
+        (:mod:`nova_rl_weigher.shield`)."""
+        return shield.limit_of(self.manifest)
 
     @functools.cached_property
     def accepted_range(self) -> tuple[np.ndarray, np.ndarray]:

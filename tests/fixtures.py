@@ -66,12 +66,13 @@ def make_linear_policy(path: str, feature_weights: Mapping[str, float],
                        feature_max: np.ndarray | None = None,
                        objective: str = 'test',
                        policy_version: str | None = None,
-                       schema: features.Schema = features.SCHEMA) -> str:
+                       schema: features.Schema = features.SCHEMA,
+                       shield: Mapping[str, float] | None = None) -> str:
     """Write a linear test policy to directory ``path`` and return ``path``.
 
     Feature ranges default to very wide, so the out-of-range check never
     fires unless the test passes its own ranges. ``schema`` picks the
-    feature schema (the weights' width).
+    feature schema (the weights' width); ``shield`` goes into the manifest.
     """
     f = schema.num_features
     lo, hi = wide_ranges()
@@ -85,7 +86,7 @@ def make_linear_policy(path: str, feature_weights: Mapping[str, float],
         objective=objective,
         provenance={'method': 'linear test policy',
                     'feature_weights': dict(feature_weights)},
-        policy_version=policy_version)
+        policy_version=policy_version, shield=shield)
     return path
 
 

@@ -115,3 +115,42 @@ def test_short_run_from_scratch_improves_on_its_initial_policy(small,
         history = json.load(f)['history']
     assert [h['iteration'] for h in history if 'validation_cost' in h] == \
         [0, 2, 4, 6, 8, 10, 12]
+
+
+def test_shield_is_written_judged_and_verified(small, tmp_path):
+    """--shield-max-cpu-peak: the exported policy carries the shield (format
+    version 2), validation plays it shielded, and the artifact the weigher
+    loads applies it."""
+    from nova_rl_weigher import shield
+    out = str(tmp_path / 'run')
+    cfg = config(1)
+    cfg.shield_max_cpu_peak = 0.5
+    trainer = train.Trainer(small, out, cfg, {'test': True}, progress=False)
+    assert trainer._model_policy().shield_limit == 0.5
+    trainer.run()
+    policy = artifact.load_artifact(os.path.join(out, 'policy'))
+    assert policy.manifest['shield'] == {'max_projected_cpu_peak': 0.5}
+    assert policy.manifest['format_version'] == 2
+    assert policy.shield_limit == 0.5
+    assert shield.limit_of(policy.manifest) == 0.5
+
+
+def test_command_line_checks_the_shield(monkeypatch, tmp_path):
+    from nova_rl_trainer import cli
+    seen = []
+
+    class Trainer:
+        def __init__(self, make_env, out, config, provenance, progress):
+            seen.append(config.shield_max_cpu_peak)
+
+        def run(self, resume=False):
+            return {}
+    monkeypatch.setattr(train, 'Trainer', Trainer)
+    base = ['train', '--scenario', 'azure-v1-small', '--iterations', '1',
+            '--out', str(tmp_path), '--quiet']
+    assert cli.main(base) == 0
+    assert cli.main(base + ['--shield-max-cpu-peak', '0.7']) == 0
+    assert seen == [None, 0.7]
+    for bad in ('0', '1.5', 'nan'):
+        assert cli.main(base + ['--shield-max-cpu-peak', bad]) == 2
+    assert seen == [None, 0.7]

@@ -35,6 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--hidden', type=int, default=32)
     p.add_argument('--rollout-decisions', type=int, default=1024)
     p.add_argument('--calibration-samples', type=int, default=200)
+    p.add_argument('--calibration-method',
+                   choices=('auto', 'branch', 'windows'), default='auto',
+                   help="how the confidence threshold is calibrated: "
+                        "'branch' compares single held-out decisions with "
+                        "Nova's (--calibration-samples of them); 'windows' "
+                        'plays the policy gated at each confidence level '
+                        "against Nova's weighers for a day from held-out "
+                        'starts, every term the objective checks bounded '
+                        "(a constrained objective's benefit is collective: "
+                        "one decision cannot show it); 'auto' (default): "
+                        'windows for a constrained objective (pareto), '
+                        'else branch')
     p.add_argument('--eval-every', type=int, default=5, metavar='N',
                    help='judge the greedy policy on the held-out '
                         'validation episode every N PPO iterations '
@@ -50,6 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--continuation', default='auto', metavar='HEURISTIC',
                    help="baseline that continues the branches; 'auto': "
                         "the objective's warm-start heuristic")
+    p.add_argument('--shield-max-cpu-peak', type=float, default=None,
+                   metavar='SHARE',
+                   help="write a shield into the policy: it prefers only "
+                        "hosts whose projected CPU peak after the placement "
+                        "(24 h peak plus what was allocated since the usage "
+                        "sample plus the request, as a share of the host's "
+                        "cores) stays within SHARE, in (0, 1]; validation "
+                        "and calibration judge it so (default: none)")
     p.add_argument('--resume', action='store_true',
                    help='continue from OUT/checkpoint')
     g = p.add_argument_group('a family of clusters')
@@ -89,6 +109,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             if getattr(args, name) < 1:
                 raise options.CliError(f"--{name.replace('_', '-')} must be "
                                        'at least 1')
+        limit = args.shield_max_cpu_peak
+        if limit is not None and not 0 < limit <= 1:
+            raise options.CliError('--shield-max-cpu-peak must be in (0, 1], '
+                                   f'not {limit:g}')
         if args.family is not None:
             family = family_mod.ClusterFamily.named(args.family)
             members = family.members(setup, args.family_members, args.seed)
@@ -102,10 +126,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             args.minutes, iterations=args.iterations,
             warm_start=None if args.warm_start == 'none' else
             args.warm_start, calibration_samples=args.calibration_samples,
+            calibration_method=args.calibration_method,
             eval_every=args.eval_every,
             continuation=args.continuation,
             rollout_members=args.rollout_members, workers=args.workers,
             ray_address=args.ray_address,
+            shield_max_cpu_peak=args.shield_max_cpu_peak,
             ppo=ppo.PPOConfig(rollout_decisions=args.rollout_decisions,
                               advantage=args.advantage,
                               vine_states=args.vine_states,

@@ -28,6 +28,14 @@ When no level qualifies, the policy must not act: the manifest says
 
 The groups fan out (:class:`~nova_rl_trainer.simulation.fanout.Fanout`):
 a worker rebuilds the held-out environment from a picklable recipe.
+
+This single-decision measurement cannot see a benefit that only many
+decisions together bring: one packing placement in a cluster Nova keeps
+spreading saves no active host-hour, so for a constrained objective
+(``pareto``) it shows only the risk and says never.
+:mod:`~nova_rl_trainer.learning.window_calibration` measures such a policy
+as it runs, gated over whole held-out windows against the fallback
+(``--calibration-method``; ``auto`` picks it for constrained objectives).
 """
 
 from __future__ import annotations
@@ -114,13 +122,20 @@ def collect(env: env_mod.PlacementEnv, policy: Policy, samples: int,
 _WORKER_ENVS: dict[str, env_mod.PlacementEnv] = {}
 
 
+def worker_env(recipe) -> env_mod.PlacementEnv:
+    """The held-out environment of ``recipe`` in a worker, built on first
+    use and kept (both calibration methods' tasks carry recipes)."""
+    env = _WORKER_ENVS.get(recipe.key)
+    if env is None:
+        env = _WORKER_ENVS[recipe.key] = recipe.build()
+    return env
+
+
 def collect_group(task: GroupTask, env: env_mod.PlacementEnv | None = None
                   ) -> list[Sample]:
     """One start's samples (top-level: the fan-out's worker side)."""
     if env is None:
-        env = _WORKER_ENVS.get(task.recipe.key)
-        if env is None:
-            env = _WORKER_ENVS[task.recipe.key] = task.recipe.build()
+        env = worker_env(task.recipe)
     out: list[Sample] = []
     sim = env.warm_start(task.start_s)
     walker = policies_mod.make_policy(task.fallback)

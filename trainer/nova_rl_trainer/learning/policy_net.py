@@ -145,7 +145,8 @@ def export(model: EnsembleScorer, path: str, *, feature_min: np.ndarray,
            provenance: Mapping[str, Any], policy_version: str | None = None,
            calibration: Mapping[str, Any] | None = None,
            range_tolerance: float = 0.05,
-           nova_weighers: Mapping[str, Any] | None = None) -> dict:
+           nova_weighers: Mapping[str, Any] | None = None,
+           shield: Mapping[str, Any] | None = None) -> dict:
     """Write ``model`` as a weigher policy artifact; return the manifest.
 
     The manifest's feature schema is the one of the model's width: a model
@@ -155,7 +156,9 @@ def export(model: EnsembleScorer, path: str, *, feature_min: np.ndarray,
 
     ``nova_weighers``: the Nova weigher configuration it was trained with
     (``policies.nova_weighers_record(SimConfig.nova_weighers)``), which the
-    weigher compares with the running scheduler's; None leaves it out.
+    weigher compares with the running scheduler's; None leaves it out, as
+    ``shield`` (``{"max_projected_cpu_peak": X}``, see
+    ``nova_rl_weigher.shield``).
     """
     return artifact.write_artifact(
         path, model.numpy_params(),
@@ -163,7 +166,8 @@ def export(model: EnsembleScorer, path: str, *, feature_min: np.ndarray,
         feature_min=feature_min, feature_max=feature_max,
         objective=objective, provenance=provenance,
         policy_version=policy_version, calibration=calibration,
-        range_tolerance=range_tolerance, nova_weighers=nova_weighers)
+        range_tolerance=range_tolerance, nova_weighers=nova_weighers,
+        shield=shield)
 
 
 def from_artifact(path: str) -> tuple[EnsembleScorer, dict]:

@@ -58,6 +58,7 @@ import numpy as np
 from nova_rl_weigher import artifact as nova_artifact
 from nova_rl_weigher import features
 from nova_rl_weigher import fileio
+from nova_rl_weigher import shield as shield_mod
 
 from nova_rl_trainer.learning import calibration
 from nova_rl_trainer.learning import checkpoint
@@ -67,6 +68,7 @@ from nova_rl_trainer.learning import policy_net
 from nova_rl_trainer.learning import ppo
 from nova_rl_trainer.learning import report
 from nova_rl_trainer.learning import rollouts
+from nova_rl_trainer.learning import window_calibration
 from nova_rl_trainer.simulation import fanout
 from nova_rl_trainer.simulation import objectives as objectives_mod
 from nova_rl_trainer.simulation import policies as policies_mod
@@ -101,6 +103,11 @@ class TrainConfig:
     eval_every: int = 5
     eval_decisions: int = 10000     # 0: to the end of the trace
     calibration_samples: int = 200
+    # 'branch' (single decisions, :mod:`calibration`), 'windows' (the
+    # gated policy over whole held-out windows, :mod:`window_calibration`:
+    # a constrained objective's benefit is collective, which one branched
+    # decision cannot show) or 'auto': windows when constrained.
+    calibration_method: str = 'auto'
     calibration_horizon: int = 1000
     checkpoint_every: int = 10
     train_fraction: float = 0.8
@@ -116,6 +123,11 @@ class TrainConfig:
     rollout_members: int = 1
     workers: int = 1
     ray_address: str | None = None
+    # The shield written into the policy (nova_rl_weigher.shield): the
+    # exported policy prefers only hosts whose projected CPU peak stays
+    # within this share of their cores; validation and calibration judge
+    # it so. None: no shield.
+    shield_max_cpu_peak: float | None = None
     ppo: ppo.PPOConfig = dataclasses.field(default_factory=ppo.PPOConfig)
 
 
@@ -318,7 +330,15 @@ class Trainer:
     def _model_policy(self) -> policies_mod.ScoringPolicy:
         """The current model, greedy, as a simulator policy."""
         return policies_mod.ScoringPolicy(
-            policy_net.numpy_policy(self.model).score, name='training')
+            policy_net.numpy_policy(self.model).score, name='training',
+            shield_limit=self.config.shield_max_cpu_peak)
+
+    def shield_record(self) -> dict | None:
+        """The manifest's ``shield``, or None without one."""
+        limit = self.config.shield_max_cpu_peak
+        if limit is None:
+            return None
+        return {shield_mod.MAX_PROJECTED_CPU_PEAK: float(limit)}
 
     # -- stages -------------------------------------------------------------
 
@@ -510,8 +530,24 @@ class Trainer:
     def calibrate(self, policy) -> dict:
         """Calibration samples from every member's held-out part (an equal
         share each), branches continued a day with the cluster's Nova
-        fallback, fanned out over the run's workers."""
+        fallback, fanned out over the run's workers; or, by the windows
+        method (``calibration_method``), the gated policy against that
+        fallback over a day from held-out starts of every member."""
         c = self.config
+        if window_calibration.resolve_method(
+                c.calibration_method, self.constrained) == \
+                window_calibration.METHOD:
+            with fanout.Fanout(workers=c.workers,
+                               ray_address=c.ray_address) as fan:
+                calib = window_calibration.calibrate(
+                    self.members, policy, self.objective, fan=fan,
+                    key=f'{self.run_id}-cal-')
+            if calib['act'] == 'never':
+                self._log('calibration: at no confidence level is the gated '
+                          "policy at least as good as Nova's weighers on "
+                          'every checked term: it must never act (publish '
+                          'refuses it)')
+            return calib
         share = -(-c.calibration_samples // len(self.members))
         fallback = calibration.fallback_of(self.members[0].val_env)
         horizon_s = calibration.DEFAULT_HORIZON_S
@@ -638,6 +674,10 @@ class Trainer:
         policy = dataclasses.replace(policy, feature_min=self.feature_min,
                                      feature_max=self.feature_max,
                                      range_tolerance=c.range_tolerance)
+        shield = self.shield_record()
+        if shield is not None:
+            policy = dataclasses.replace(
+                policy, manifest={**policy.manifest, 'shield': shield})
         with self._stage('calibration'):
             calib = self.calibrate(policy)
         summary = {
@@ -684,6 +724,7 @@ class Trainer:
             objective=c.objective, calibration=calib,
             nova_weighers=policies_mod.nova_weighers_record(
                 self.env.config.nova_weighers),
+            shield=shield,
             policy_version=f"{c.objective}-ppo-s{c.seed}-it"
                            f"{self.best['iteration']}",
             provenance={**self.provenance, 'method': method,

@@ -40,6 +40,7 @@ import numpy as np
 from nova_rl_weigher import artifact as artifact_mod
 from nova_rl_weigher import conf
 from nova_rl_weigher import gate
+from nova_rl_weigher import shield
 
 from nova_rl_trainer.simulation import baselines
 from nova_rl_trainer.simulation import nova_weighers
@@ -188,14 +189,18 @@ class FeaturePolicy:
 
 class ScoringPolicy(FeaturePolicy):
     """Any function from the ``(N, F)`` feature matrix to scores, ``(N,)``
-    or an ensemble's ``(K, N)``; the best mean score wins (first on ties).
-    This is how a trainer's network plugs into the simulator."""
+    or an ensemble's ``(K, N)``; the best mean score wins (first on ties),
+    within ``shield_limit`` when given (:mod:`nova_rl_weigher.shield`, as
+    a raw :class:`ArtifactPolicy` with that shield). This is how a
+    trainer's network plugs into the simulator."""
 
     def __init__(self, score: Callable[[np.ndarray], np.ndarray],
-                 name: str = 'scoring') -> None:
+                 name: str = 'scoring',
+                 shield_limit: float | None = None) -> None:
         super().__init__()
         self.score = score
         self.name = name
+        self.shield_limit = shield_limit
 
     def pick(self, x: np.ndarray, nova_weight: np.ndarray) -> int:
         s = np.asarray(self.score(x), dtype=np.float64)
@@ -204,6 +209,9 @@ class ScoringPolicy(FeaturePolicy):
         if s.shape != (x.shape[0],):
             raise ValueError(f'policy {self.name}: {s.shape} scores for '
                              f'{x.shape[0]} hosts')
+        safe = shield.safe_hosts(self.shield_limit, x)
+        if safe is not None and safe.any():
+            s = np.where(safe, s, -np.inf)
         return int(np.argmax(s))
 
 
@@ -269,8 +277,14 @@ class ArtifactPolicy(FeaturePolicy):
     def pick(self, x: np.ndarray, nova_weight: np.ndarray) -> int:
         self.calls += 1
         if self.mode == 'raw':
+            # Raw: the policy's own choice, always; within its shield when
+            # it has one (the shield is part of the policy, not the gate).
+            mean = self.policy.score(x).mean(axis=0)
+            safe = shield.safe_hosts(self.policy.shield_limit, x)
+            if safe is not None and safe.any():
+                mean = np.where(safe, mean, -np.inf)
             self.applied += 1
-            return int(np.argmax(self.policy.score(x).mean(axis=0)))
+            return int(np.argmax(mean))
         # Not scored when it will not act anyway (decide says why).
         scores = None if self._standing else self.policy.score(x)
         d = gate.decide(

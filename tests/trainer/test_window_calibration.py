@@ -1,0 +1,255 @@
+"""Calibration by windows: the gated policy against Nova's weighers over
+whole held-out windows, for objectives whose benefit is collective."""
+
+import json
+import types
+
+import numpy as np
+import pytest
+
+from nova_rl_weigher import artifact
+from nova_rl_weigher import features
+from tests import fixtures as testing
+
+from nova_rl_trainer import cli
+from nova_rl_trainer.learning import calibration
+from nova_rl_trainer.learning import env as env_mod
+from nova_rl_trainer.learning import window_calibration as wc
+from nova_rl_trainer.simulation import objectives
+from nova_rl_trainer.simulation import paired
+
+from ._helpers import make_trace
+from ._helpers import small_cluster
+
+DAY = 86400.0
+#: A small deterministic cluster: 4 hosts of 4 cores (8 vCPUs at ratio
+#: 2); a 1-vCPU VM at 90% CPU every 20 minutes, living 4 hours, so about
+#: 12 live. Spread by Nova (3 a host) none is hot; packed (8 a host) the
+#: full ones are overloaded, on fewer active hosts.
+ROWS = [(t, t + 4 * 3600.0, 1, 512, 0, 0.9)
+        for t in np.arange(0.0, 12 * DAY, 1200.0)]
+#: One start a day: independent windows of a day each.
+STARTS = [d * DAY + 1.0 for d in range(1, 11)]
+
+
+def make_env():
+    return env_mod.PlacementEnv(trace=make_trace(ROWS),
+                                cluster=small_cluster(hosts=4),
+                                objective='pareto', seed=0)
+
+
+@pytest.fixture(scope='module')
+def member():
+    env = make_env()
+    env.prime_starts(STARTS)
+    return types.SimpleNamespace(val_env=env, calibration_starts=STARTS)
+
+
+def linear(tmp_path_factory, name, weights, k=2):
+    path = str(tmp_path_factory.mktemp(name) / 'p')
+    return artifact.load_artifact(testing.make_linear_policy(
+        path, weights, ensemble_size=k))
+
+
+@pytest.fixture(scope='module')
+def nova_like(tmp_path_factory):
+    """Scores exactly as Nova's weighers rank: gated, Nova's choices."""
+    return linear(tmp_path_factory, 'nova', {'nova_weight': 1.0})
+
+
+@pytest.fixture(scope='module')
+def packer(tmp_path_factory):
+    """Prefers the fullest host."""
+    return linear(tmp_path_factory, 'pack', {'vcpu_free_after_frac': -1.0})
+
+
+def test_starts_and_levels():
+    assert [wc.starts_per_member(n) for n in (1, 3, 5, 10, 40)] == \
+        [10, 4, 2, 1, 1]
+    assert all(n * wc.starts_per_member(n) >= paired.MIN_GROUPS
+               for n in range(1, 30))
+    assert wc.spread([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 4) == [0, 3, 6, 9]
+    assert wc.spread([5.0, 6.0], 4) == [5.0, 6.0]
+    assert wc.levels(types.SimpleNamespace(ensemble_size=4)) == \
+        (0.25, 0.5, 0.75, 1.0)
+    # Constraints and primary terms for pareto, whatever the multipliers.
+    pareto = objectives.load_objective('pareto', {'hot_host_hours': 0})
+    assert wc.checked_terms(pareto) == (
+        'active_host_hours', 'energy_kwh', 'overload_host_hours',
+        'hot_host_hours', 'rejected')
+    assert wc.checked_terms(objectives.load_objective('balance')) == (
+        'overload_host_hours', 'hot_host_hours', 'rejected')
+    assert wc.resolve_method('auto', True) == 'windows'
+    assert wc.resolve_method('auto', False) == 'branch'
+    assert wc.resolve_method('branch', True) == 'branch'
+    with pytest.raises(ValueError, match='one of auto, branch, windows'):
+        wc.resolve_method('window', True)
+
+
+def test_a_policy_deciding_as_nova_qualifies_at_the_lowest_level(
+        member, nova_like):
+    groups = wc.collect([member], nova_like)
+    assert len(groups) == 10
+    assert [g.start_s for g in groups] == STARTS
+    for g in groups:
+        assert set(g.gated) == {0.5, 1.0}
+        assert g.fallback.decisions > 50
+        for run in g.gated.values():
+            # Acting on every decision, Nova's choices exactly.
+            assert run.acted == run.decisions == g.fallback.decisions
+            assert run.terms == g.fallback.terms
+    terms = wc.checked_terms(member.val_env.objective)
+    rows = wc.table(groups, terms)
+    assert [r['threshold'] for r in rows] == [0.5, 1.0]
+    for r in rows:
+        assert r['groups'] == 10 and r['acting_share'] == 1.0
+        assert r['decisions'] == r['requests'] > 500
+        for t in terms:
+            e = r['terms'][t]
+            assert e['mean_diff'] == e['upper_95'] == 0.0, t
+            assert e['gated'] == e['fallback']
+        assert r['upper_95'] == 0.0
+    assert calibration.choose_threshold(rows) == 0.5
+
+
+def test_a_policy_worse_on_a_constraint_must_never_act(member, packer):
+    calib = wc.calibrate([member], packer, member.val_env.objective)
+    assert calib['act'] == 'never'
+    assert calib['confidence_threshold'] is None
+    for r in calib['table']:
+        assert r['acting_share'] == 1.0 and r['groups'] == 10
+        t = r['terms']
+        # The collective saving single branches cannot see: fewer active
+        # host-hours in every window ...
+        assert t['active_host_hours']['upper_95'] < -0.3
+        assert t['active_host_hours']['gated'] < \
+            t['active_host_hours']['fallback']
+        # ... but overload where Nova's spreading has none.
+        assert t['overload_host_hours']['fallback'] == 0.0
+        assert t['overload_host_hours']['mean_diff'] > 1.0
+        assert r['worst_term'] in ('overload_host_hours', 'hot_host_hours')
+        assert r['upper_95'] > 0
+
+
+def test_a_qualifying_level_needs_enough_acting_decisions(member,
+                                                          tmp_path):
+    # The packer out of its training ranges everywhere abstains: gated, it
+    # is Nova (no difference), but nothing was measured either.
+    f = features.NUM_FEATURES
+    narrow = artifact.load_artifact(testing.make_linear_policy(
+        str(tmp_path / 'narrow'), {'vcpu_free_after_frac': -1.0},
+        ensemble_size=2, feature_min=np.full(f, 5.0),
+        feature_max=np.full(f, 6.0)))
+    calib = wc.calibrate([member], narrow, member.val_env.objective)
+    assert all(r['decisions'] == 0 and r['upper_95'] == 0.0
+               for r in calib['table'])
+    assert calib['act'] == 'never'
+
+
+def test_worker_processes_compute_the_same_groups(member, packer):
+    from nova_rl_trainer.simulation import fanout
+    inline = wc.collect([member, member], packer, 6 * 3600.0)
+    with fanout.Fanout(workers=2) as fan:
+        fanned = wc.collect([member, member], packer, 6 * 3600.0, fan=fan,
+                            key='test-')
+    assert len(inline) == 10 and [g.name for g in inline][:2] == \
+        ['0-0', '0-1']
+    assert fanned == inline
+
+
+# -- through the trainer ------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def trainers(tmp_path_factory):
+    pytest.importorskip('torch')
+    from nova_rl_trainer.learning import train
+
+    def make(objective):
+        def factory():
+            return env_mod.PlacementEnv(
+                trace=make_trace(ROWS), cluster=small_cluster(hosts=4),
+                objective=objective, seed=0)
+        out = str(tmp_path_factory.mktemp(objective))
+        return train.Trainer(factory, out, train.TrainConfig(
+            objective=objective, members=2, hidden=4), {}, progress=False)
+    return {'pareto': make('pareto'), 'packing': make('packing')}
+
+
+def test_one_member_gives_ten_groups_and_the_manifest_records_them(
+        trainers, nova_like, tmp_path):
+    from nova_rl_trainer.learning import policy_net
+    trainer = trainers['pareto']
+    assert len(trainer.members) == 1
+    calib = trainer.calibrate(nova_like)
+    assert calib['groups'] == 10 >= paired.MIN_GROUPS
+    assert all(r['groups'] == 10 for r in calib['table'])
+    assert (calib['act'], calib['confidence_threshold']) == ('gated', 0.5)
+    assert 0 < calib['hours'] <= 24
+    assert calib['method'] == (
+        'windows: the policy gated at each level vs nova-default over 10 '
+        f"held-out starts x up to 24 h (mean {calib['hours']:.1f} h), every "
+        "checked term's one-sided 95% bound <= 0")
+    assert (calib['horizon_s'], calib['continuation']) == (
+        calibration.DEFAULT_HORIZON_S, 'nova-default')
+    assert calib['terms'] == list(wc.checked_terms(trainer.objective))
+    lo, hi = testing.wide_ranges()
+    path = str(tmp_path / 'policy')
+    policy_net.export(trainer.model, path, feature_min=lo, feature_max=hi,
+                      objective='pareto', provenance={}, calibration=calib)
+    manifest = artifact.load_artifact(path).manifest
+    assert manifest['calibration'] == json.loads(json.dumps(calib))
+    assert manifest['calibration']['table'][0]['terms']['rejected'] == {
+        'mean_diff': 0.0, 'upper_95': 0.0, 'gated': 0.0, 'fallback': 0.0}
+
+
+@pytest.mark.parametrize('objective, method, expected', [
+    ('pareto', 'auto', 'windows'), ('packing', 'auto', 'branch'),
+    ('pareto', 'branch', 'branch'), ('packing', 'windows', 'windows')])
+def test_the_trainer_dispatches_by_method(trainers, nova_like, monkeypatch,
+                                          objective, method, expected):
+    trainer = trainers[objective]
+    monkeypatch.setattr(trainer.config, 'calibration_method', method)
+    called = []
+
+    def windows(members, policy, objective, **kw):
+        called.append('windows')
+        assert members is trainer.members and policy is nova_like
+        assert objective is trainer.objective
+        return {**calibration.manifest_fields(None), 'table': []}
+
+    def branch(*a, **kw):
+        called.append('branch')
+        return []
+    monkeypatch.setattr(wc, 'calibrate', windows)
+    monkeypatch.setattr(calibration, 'collect', branch)
+    calib = trainer.calibrate(nova_like)
+    assert called == [expected]
+    assert calib['act'] == 'never'
+    if expected == 'branch':
+        assert calib['method'].startswith('branch at held-out decisions')
+    monkeypatch.setattr(trainer.config, 'calibration_method', 'bogus')
+    with pytest.raises(ValueError, match='bogus'):
+        trainer.calibrate(nova_like)
+
+
+def test_the_command_line_passes_the_method(monkeypatch, tmp_path, capsys):
+    pytest.importorskip('torch')
+    from nova_rl_trainer.learning import train
+    seen = []
+
+    class Trainer:
+        def __init__(self, make_env, out, config, provenance, progress):
+            seen.append(config.calibration_method)
+
+        def run(self, resume=False):
+            return {}
+    monkeypatch.setattr(train, 'Trainer', Trainer)
+    base = ['train', '--scenario', 'azure-v1-small', '--objective', 'pareto',
+            '--iterations', '1', '--out', str(tmp_path), '--quiet']
+    assert cli.main(base) == 0
+    assert cli.main(base + ['--calibration-method', 'windows']) == 0
+    assert cli.main(base + ['--calibration-method', 'branch']) == 0
+    assert seen == ['auto', 'windows', 'branch']
+    with pytest.raises(SystemExit):
+        cli.main(base + ['--calibration-method', 'window'])
+    assert "invalid choice: 'window'" in capsys.readouterr().err
