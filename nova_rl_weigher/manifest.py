@@ -176,13 +176,10 @@ def check_nova_weighers(manifest: dict) -> dict | None:
     manifest written before the field existed): None, nothing is checked
     against the running Nova.
     """
-    value = manifest.get('nova_weighers')
-    if value is None:
+    if manifest.get('nova_weighers') is None:
         return None
+    value = _section(manifest, 'nova_weighers')
     where = 'manifest nova_weighers'
-    if not isinstance(value, dict):
-        raise ArtifactError(f'{where} must be an object, not '
-                            f'{fileio.brief(value)}')
     _name(value.get('name'), f'{where}.name')
     weighers = value.get('weighers')
     if not isinstance(weighers, list) or len(weighers) > MAX_NOVA_WEIGHERS:
@@ -212,13 +209,10 @@ def check_shield(manifest: dict, schema: features.Schema) -> float | None:
     :data:`MAX_SHIELD_LIMIT`]. The projection reads schema v2's columns, so
     a v1 policy cannot carry one. Absent: None, no shield.
     """
-    value = manifest.get('shield')
-    if value is None:
+    if manifest.get('shield') is None:
         return None
+    value = _section(manifest, 'shield')
     where = 'manifest shield'
-    if not isinstance(value, dict):
-        raise ArtifactError(f'{where} must be an object, not '
-                            f'{fileio.brief(value)}')
     key = shield_mod.MAX_PROJECTED_CPU_PEAK
     limit = _finite(value.get(key), f'{where}.{key}')
     if not 0 < limit <= MAX_SHIELD_LIMIT:

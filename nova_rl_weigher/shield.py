@@ -69,3 +69,15 @@ def safe_hosts(limit: float | None, x: np.ndarray) -> np.ndarray | None:
     if limit is None:
         return None
     return projected_cpu_peak(x) <= limit
+
+
+def best_within(limit: float | None, x: np.ndarray, scores: np.ndarray
+                ) -> int:
+    """The best-scoring candidate (``scores``: one per row of ``x``, first
+    on ties) among those the shield lets the policy prefer; the best of all
+    when there is no shield or it lets none (the policy run raw, without
+    the gate that would abstain there)."""
+    safe = safe_hosts(limit, x)
+    if safe is not None and safe.any():
+        scores = np.where(safe, scores, -np.inf)
+    return int(np.argmax(scores))

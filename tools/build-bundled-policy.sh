@@ -53,9 +53,17 @@ POLICIES=$POLICIES,$OUT/train/policy,$OUT/train/policy:mode=raw
 # Gated with its calibration overridden (as an operator setting
 # [rl_weigher] confidence_threshold would): what acting would do.
 POLICIES=$POLICIES,$OUT/train/policy:threshold=0.2
-nova-rl-trainer evaluate --scenario azure-v1-test --objective pareto \
-    --policies "$POLICIES" --workers "$WORKERS" \
-    --json "$OUT/evaluation.json" --report "$OUT/report"
+
+# Every policy on azure-v1-test's workload, on the scenario's cluster or on
+# the --cluster FILE given after it: evaluation$1.json and report$1/ under $OUT.
+evaluate_on() {
+    local suffix=$1
+    shift
+    nova-rl-trainer evaluate --scenario azure-v1-test --objective pareto \
+        "$@" --policies "$POLICIES" --workers "$WORKERS" \
+        --json "$OUT/evaluation$suffix.json" --report "$OUT/report$suffix"
+}
+evaluate_on ''
 
 # Two host generations no family member has (members' shapes are drawn at
 # random and listed in the artifact's provenance; an exact match is
@@ -70,10 +78,7 @@ cat > "$OUT/unseen-cluster.json" <<'EOF'
    "disk_gb": 960, "cpu_allocation_ratio": 6.0, "ram_allocation_ratio": 1.0,
    "idle_watts": 125, "peak_watts": 312.5}]}
 EOF
-nova-rl-trainer evaluate --scenario azure-v1-test --objective pareto \
-    --cluster "$OUT/unseen-cluster.json" --policies "$POLICIES" \
-    --workers "$WORKERS" \
-    --json "$OUT/evaluation-unseen.json" --report "$OUT/report-unseen"
+evaluate_on -unseen --cluster "$OUT/unseen-cluster.json"
 
 # The issue's example of a shape no member has: one generation of large
 # hosts (64 vCPUs, 512 GiB) at CPU allocation ratio 2.0, sized so that
@@ -84,10 +89,7 @@ cat > "$OUT/unseen-cluster-2.json" <<'EOF'
    "disk_gb": 3840, "cpu_allocation_ratio": 2.0, "ram_allocation_ratio": 1.0,
    "idle_watts": 200, "peak_watts": 500}]}
 EOF
-nova-rl-trainer evaluate --scenario azure-v1-test --objective pareto \
-    --cluster "$OUT/unseen-cluster-2.json" --policies "$POLICIES" \
-    --workers "$WORKERS" \
-    --json "$OUT/evaluation-unseen-2.json" --report "$OUT/report-unseen-2"
+evaluate_on -unseen-2 --cluster "$OUT/unseen-cluster-2.json"
 
 cat "$OUT/report/report.md" "$OUT/report-unseen/report.md" \
     "$OUT/report-unseen-2/report.md"

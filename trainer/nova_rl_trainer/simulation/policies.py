@@ -209,10 +209,7 @@ class ScoringPolicy(FeaturePolicy):
         if s.shape != (x.shape[0],):
             raise ValueError(f'policy {self.name}: {s.shape} scores for '
                              f'{x.shape[0]} hosts')
-        safe = shield.safe_hosts(self.shield_limit, x)
-        if safe is not None and safe.any():
-            s = np.where(safe, s, -np.inf)
-        return int(np.argmax(s))
+        return shield.best_within(self.shield_limit, x, s)
 
 
 class ArtifactPolicy(FeaturePolicy):
@@ -279,12 +276,9 @@ class ArtifactPolicy(FeaturePolicy):
         if self.mode == 'raw':
             # Raw: the policy's own choice, always; within its shield when
             # it has one (the shield is part of the policy, not the gate).
-            mean = self.policy.score(x).mean(axis=0)
-            safe = shield.safe_hosts(self.policy.shield_limit, x)
-            if safe is not None and safe.any():
-                mean = np.where(safe, mean, -np.inf)
             self.applied += 1
-            return int(np.argmax(mean))
+            return shield.best_within(self.policy.shield_limit, x,
+                                      self.policy.score(x).mean(axis=0))
         # Not scored when it will not act anyway (decide says why).
         scores = None if self._standing else self.policy.score(x)
         d = gate.decide(
