@@ -253,6 +253,10 @@ def test_concurrent_calls_during_reloads(small_first):
     # Reloads under 8 threads on a loaded machine may outlast the default
     # latency budget; this test is about whole policies, not latency.
     st = settings(small_first, latency_budget_ms=60000.0)
+    # A policy in service first: from then on a reload that reads a torn
+    # artifact keeps it, so no call may abstain (the first load alone may
+    # time out on a loaded machine, which would make the count timing).
+    assert s.weigh_views(hosts(), REQ, st).applied
 
     def work(i):
         if i % 10 == 0:
@@ -267,7 +271,7 @@ def test_concurrent_calls_during_reloads(small_first):
     for out in outs:
         if out.applied:
             assert sorted(out.weights) == [0.0, pytest.approx(0.5), 1.0]
-    assert sum(o.applied for o in outs) >= 150
+    assert [o.reason for o in outs if not o.applied] == []
     assert s.stats.get('errors', 0) == 0
 
 
