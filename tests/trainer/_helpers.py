@@ -57,3 +57,20 @@ def small_cluster(hosts=2, **kw) -> ClusterSpec:
                 peak_watts=200.0)
     base.update(kw)
     return ClusterSpec(**base)
+
+
+def record_train_configs(monkeypatch) -> list:
+    """Replace the trainer with one that records its ``TrainConfig`` and
+    trains nothing: what ``nova-rl-trainer train`` made of its options.
+    Returns the list the configs are appended to."""
+    from nova_rl_trainer.learning import train
+    seen = []
+
+    class Trainer:
+        def __init__(self, make_env, out, config, provenance, progress):
+            seen.append(config)
+
+        def run(self, resume=False):
+            return {}
+    monkeypatch.setattr(train, 'Trainer', Trainer)
+    return seen

@@ -16,6 +16,8 @@ from nova_rl_trainer.learning import ppo  # noqa: E402
 from nova_rl_trainer.learning import train  # noqa: E402
 from nova_rl_trainer.simulation import scenarios  # noqa: E402
 
+from ._helpers import record_train_configs  # noqa: E402
+
 
 @pytest.fixture(scope='module')
 def small():
@@ -137,20 +139,12 @@ def test_shield_is_written_judged_and_verified(small, tmp_path):
 
 def test_command_line_checks_the_shield(monkeypatch, tmp_path):
     from nova_rl_trainer import cli
-    seen = []
-
-    class Trainer:
-        def __init__(self, make_env, out, config, provenance, progress):
-            seen.append(config.shield_max_cpu_peak)
-
-        def run(self, resume=False):
-            return {}
-    monkeypatch.setattr(train, 'Trainer', Trainer)
+    seen = record_train_configs(monkeypatch)
     base = ['train', '--scenario', 'azure-v1-small', '--iterations', '1',
             '--out', str(tmp_path), '--quiet']
     assert cli.main(base) == 0
     assert cli.main(base + ['--shield-max-cpu-peak', '0.7']) == 0
-    assert seen == [None, 0.7]
+    assert [c.shield_max_cpu_peak for c in seen] == [None, 0.7]
     for bad in ('0', '1.5', 'nan'):
         assert cli.main(base + ['--shield-max-cpu-peak', bad]) == 2
-    assert seen == [None, 0.7]
+    assert [c.shield_max_cpu_peak for c in seen] == [None, 0.7]

@@ -19,6 +19,7 @@ from nova_rl_trainer.simulation import objectives
 from nova_rl_trainer.simulation import paired
 
 from ._helpers import make_trace
+from ._helpers import record_train_configs
 from ._helpers import small_cluster
 
 DAY = 86400.0
@@ -234,22 +235,14 @@ def test_the_trainer_dispatches_by_method(trainers, nova_like, monkeypatch,
 
 def test_the_command_line_passes_the_method(monkeypatch, tmp_path, capsys):
     pytest.importorskip('torch')
-    from nova_rl_trainer.learning import train
-    seen = []
-
-    class Trainer:
-        def __init__(self, make_env, out, config, provenance, progress):
-            seen.append(config.calibration_method)
-
-        def run(self, resume=False):
-            return {}
-    monkeypatch.setattr(train, 'Trainer', Trainer)
+    seen = record_train_configs(monkeypatch)
     base = ['train', '--scenario', 'azure-v1-small', '--objective', 'pareto',
             '--iterations', '1', '--out', str(tmp_path), '--quiet']
     assert cli.main(base) == 0
     assert cli.main(base + ['--calibration-method', 'windows']) == 0
     assert cli.main(base + ['--calibration-method', 'branch']) == 0
-    assert seen == ['auto', 'windows', 'branch']
+    assert [c.calibration_method for c in seen] == ['auto', 'windows',
+                                                    'branch']
     with pytest.raises(SystemExit):
         cli.main(base + ['--calibration-method', 'window'])
     assert "invalid choice: 'window'" in capsys.readouterr().err
