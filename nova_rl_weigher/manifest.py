@@ -84,7 +84,7 @@ class Spec:
 
     __slots__ = ('ensemble_size', 'hidden', 'weights_file', 'sha256',
                  'mean', 'std', 'feature_min', 'feature_max', 'tolerance',
-                 'version', 'act', 'nova_weighers', 'schema', 'shield')
+                 'version', 'act', 'nova_weighers', 'schema')
 
     def __init__(self, **kw: Any) -> None:
         for k, v in kw.items():
@@ -355,7 +355,7 @@ def check_manifest(manifest: dict) -> Spec:
                 sha256=sha, mean=mean, std=std, feature_min=fmin,
                 feature_max=fmax, tolerance=float(tolerance),
                 version=version_text, act=act, nova_weighers=nova_weighers,
-                schema=schema, shield=shield_limit)
+                schema=schema)
 
 
 def parameter_count(k: int, f: int, h: int) -> int:
