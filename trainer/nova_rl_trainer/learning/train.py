@@ -481,7 +481,8 @@ class Trainer:
                 batch = rollouts.collect_vine(
                     self.members[self.current].env,
                     policy_net.numpy_policy(self.model), c.ppo, self.rng,
-                    self._train_start, self.continuation)
+                    self._train_start, self.continuation,
+                    c.shield_max_cpu_peak)
             xs, stats = batch.trunk_xs, self.agent.update_vine(batch,
                                                                self.rng)
         else:
@@ -518,7 +519,8 @@ class Trainer:
         multipliers = self.objective.multipliers if self.constrained \
             else None
         shards = [rollouts.Shard(self._recipe(k), pol, multipliers, settings,
-                                 self.continuation, seed)
+                                 self.continuation, seed,
+                                 c.shield_max_cpu_peak)
                   for k, seed in zip(picks, seeds)]
         if fan.kind == 'inline':
             batches = [rollouts.run_shard(self.members[k].env, shard)
