@@ -17,10 +17,11 @@
 
 **A family of clusters** (``--family``, :mod:`..simulation.family`):
 ``make_env`` may be a list of factories, one per drawn member (its cluster
-and workload). Each member has its own environment, start grid and
-held-out part; every PPO iteration collects its episodes from one member
-drawn by the trainer's RNG, validation and calibration cover every member,
-and the exported feature ranges are those seen over all of them.
+and workload). Each member (:class:`members.Member`) has its own
+environment, start grid and held-out part; every PPO iteration collects its
+episodes from one member drawn by the trainer's RNG, validation and
+calibration cover every member, and the exported feature ranges are those
+seen over all of them.
 
 **Constrained objectives** (``pareto``): validation measures, per member,
 the objective's terms of the policy and of the *reference* (the cluster's
@@ -35,8 +36,10 @@ it plays the same held-out episodes every time (paired with the
 reference's, deterministic), so the excess it measures is not sampling
 noise. The kept policy is the best *feasible* one (every constraint met on
 average over the members) by primary cost; while none is feasible, the one
-with the least excess. ``train.json`` logs the excess and multipliers of
-every validation (``curves.png`` plots them).
+with the least excess (:mod:`constraints`: the scoring, the ranking, the
+multipliers in every environment and the warm start's tuning).
+``train.json`` logs the excess and multipliers of every validation
+(``curves.png`` plots them).
 
 Checkpoints (``OUT/checkpoint``, no pickle) are written every few
 iterations; ``--resume`` continues from one. Same seed and iteration count,
@@ -62,8 +65,11 @@ from nova_rl_weigher import shield as shield_mod
 
 from nova_rl_trainer.learning import calibration
 from nova_rl_trainer.learning import checkpoint
-from nova_rl_trainer.learning import env as env_mod
+from nova_rl_trainer.learning import constraints
 from nova_rl_trainer.learning import imitation
+# Re-exported: callers know them as train.Member and train.held_out.
+from nova_rl_trainer.learning.members import held_out
+from nova_rl_trainer.learning.members import Member
 from nova_rl_trainer.learning import policy_net
 from nova_rl_trainer.learning import ppo
 from nova_rl_trainer.learning import report
@@ -75,11 +81,6 @@ from nova_rl_trainer.simulation import policies as policies_mod
 
 DEFAULT_WARM_START = {'packing': 'best-fit', 'balance': 'load-aware',
                       'headroom': 'nova-default', 'pareto': 'load-aware'}
-#: Targets of load-aware tried for the pareto warm start (``--warm-start
-#: auto``): the one with the least primary cost among those meeting the
-#: constraints on the validation episodes is imitated. Higher targets pack
-#: more and run hotter.
-PARETO_TARGETS = (0.6, 0.7, 0.8)
 
 
 @dataclasses.dataclass
@@ -129,70 +130,6 @@ class TrainConfig:
     # it so. None: no shield.
     shield_max_cpu_peak: float | None = None
     ppo: ppo.PPOConfig = dataclasses.field(default_factory=ppo.PPOConfig)
-
-
-def held_out(val_env: env_mod.PlacementEnv, starts, limit: int | None,
-             make_policy) -> tuple[float, dict[str, float]]:
-    """Objective cost and terms accrued by ``make_policy()`` over the
-    episodes of ``val_env`` from ``starts``, each at most ``limit``
-    decisions (None: to the end of the trace).
-
-    The environment provides the warm start; the episode itself runs on
-    the simulation, so the policy builds each feature matrix once (the
-    environment's observation is not needed). An episode's cost runs to
-    its next decision, as a truncated episode of the environment.
-    """
-    cost = 0.0
-    terms = dict.fromkeys(objectives_mod.TERMS, 0.0)
-    for start in starts:
-        sim = val_env.warm_start(start)
-        cost0, terms0 = sim.cost(), sim.terms()
-        sim.play(make_policy(), max_decisions=limit)
-        sim.pending()
-        cost += sim.cost() - cost0
-        for k, v in sim.terms().items():
-            terms[k] += v - terms0[k]
-    return cost, terms
-
-
-class Member:
-    """One cluster and workload trained on (a family member, or the one
-    setup): its environments and where its episodes start.
-
-    Its trace is split in time: training episodes start in the first
-    ``train_fraction``, validation and calibration use the rest.
-    """
-
-    def __init__(self, make_env, train_fraction: float) -> None:
-        self.env: env_mod.PlacementEnv = make_env()
-        self.val_env: env_mod.PlacementEnv = make_env()
-        horizon = self.env.horizon_s
-        self.train_range = (0.0, train_fraction * horizon)
-        self.held_out = (train_fraction * horizon, horizon)
-        # Episodes start at one of a fixed grid of instants: the
-        # environment caches the cluster state reached at each, instead of
-        # replaying the trace up to a new instant for every episode.
-        self.start_grid = np.linspace(*self.train_range, num=24,
-                                      endpoint=False)
-        # Validation plays the whole held-out part, so placements are
-        # judged over (most of) the lives of the VMs they place.
-        self.val_starts = [self.held_out[0]]
-        # Calibration branches decisions along episodes from these.
-        self.calibration_starts = np.linspace(*self.held_out, num=10,
-                                              endpoint=False)
-        #: How a worker process builds this member's environment.
-        self.recipe: rollouts.EnvRecipe | None = None
-
-    def prime(self, warmup_policy: str) -> None:
-        """Warm-start every start instant, with episodes starting from the
-        cluster ``warmup_policy`` has built: the regime the policy acts in
-        (a packing policy in a cluster spread by Nova's default would learn
-        about the wrong states)."""
-        for e in (self.env, self.val_env):
-            e.warmup_policy = warmup_policy
-        self.env.prime_starts([*self.start_grid, *self.val_starts,
-                               *self.calibration_starts])
-        self.val_env.share_starts(self.env)
 
 
 class Trainer:
@@ -277,13 +214,6 @@ class Trainer:
         grid = self.members[self.current].start_grid
         return float(grid[self.rng.integers(len(grid))])
 
-    def _set_multipliers(self, multipliers: dict[str, float]) -> None:
-        """The Lagrange multipliers, in every environment's objective (a
-        cached warm start shares its environment's objective)."""
-        for m in self.members:
-            for e in (m.env, m.val_env):
-                e.objective.set_multipliers(multipliers)
-
     def validation_cost(self, make_policy) -> float:
         """Objective accrued over the held-out validation episodes of
         ``self.val_env`` (one member's; :meth:`validate` runs them all).
@@ -308,24 +238,8 @@ class Trainer:
                 for m in self.members]
         if not self.constrained:
             return {'validation_cost': float(sum(c for c, _ in runs))}
-        return self._constrained_score([t for _, t in runs])
-
-    def _constrained_score(self, terms: list[dict]) -> dict:
-        obj = self.objective
-        excess = {t: float(np.mean([obj.excess(mine, ref)[t] for mine, ref
-                                    in zip(terms, self.reference_terms)]))
-                  for t in obj.constraints}
-        return {'validation_cost': float(sum(obj.primary(t)
-                                             for t in terms)),
-                'excess': excess,
-                'feasible': all(e <= 0 for e in excess.values())}
-
-    @staticmethod
-    def _rank(entry: dict) -> tuple[int, float]:
-        """Lower is better: feasible first by cost, then least excess."""
-        if entry.get('feasible', True):
-            return 0, entry['validation_cost']
-        return 1, sum(max(e, 0.0) for e in entry['excess'].values())
+        return constraints.score(self.objective, [t for _, t in runs],
+                                 self.reference_terms)
 
     def _model_policy(self) -> policies_mod.ScoringPolicy:
         """The current model, greedy, as a simulator policy."""
@@ -343,22 +257,15 @@ class Trainer:
     # -- stages -------------------------------------------------------------
 
     def _tuned_load_aware(self) -> str:
-        """The pareto warm start: load-aware at the target of
-        :data:`PARETO_TARGETS` with the least primary cost among those that
-        meet the constraints on the validation episodes (else the one with
-        the least excess)."""
-        tried = []
-        for target in PARETO_TARGETS:
-            spec = f'load-aware:target={target:g}'
-            score = self.validate(lambda: policies_mod.make_policy(spec))
-            tried.append({'warm_start': spec, **score})
-        best = min(tried, key=self._rank)
+        """The pareto warm start (:func:`constraints.tune_load_aware`),
+        recorded in the history."""
+        chosen, tried = constraints.tune_load_aware(self.validate)
         self.history.append({'stage': 'warm_start_tuning', 'tried': tried,
-                             'chosen': best['warm_start']})
+                             'chosen': chosen})
         self._log('warm start tuning: ' + ', '.join(
             f"{t['warm_start']} primary {t['validation_cost']:,.1f}"
             f"{'' if t['feasible'] else ' (infeasible)'}" for t in tried))
-        return best['warm_start']
+        return chosen
 
     def warm_start(self) -> None:
         c = self.config
@@ -422,12 +329,13 @@ class Trainer:
         if self.constrained:
             entry['multipliers'] = self.objective.multipliers
         self.history.append(entry)
-        if self.best is None or self._rank(entry) < self._rank(self.best):
+        if self.best is None or \
+                constraints.rank(entry) < constraints.rank(self.best):
             kept = ('validation_cost', 'iteration', 'excess', 'feasible')
             self.best = {k: entry[k] for k in kept if k in entry}
             self.best['params'] = self.model.numpy_params()
         if self.constrained:
-            self._set_multipliers(ppo.dual_ascent(
+            constraints.set_multipliers(self.members, ppo.dual_ascent(
                 self.objective.multipliers, entry['excess'],
                 self.objective.prices, self.objective.dual_lr))
         return entry
@@ -617,7 +525,7 @@ class Trainer:
         self.baseline_costs = state['baseline_costs']
         self.reference_terms = state.get('reference_terms') or []
         if self.constrained and state.get('multipliers'):
-            self._set_multipliers(state['multipliers'])
+            constraints.set_multipliers(self.members, state['multipliers'])
 
     # -- the whole run ------------------------------------------------------
 
@@ -630,7 +538,8 @@ class Trainer:
                 held_out(m.val_env, m.val_starts, limit,
                          lambda: policies_mod.make_policy(self.reference))[1]
                 for m in self.members]
-            self.baseline_costs[self.reference] = self._constrained_score(
+            self.baseline_costs[self.reference] = constraints.score(
+                self.objective, self.reference_terms,
                 self.reference_terms)['validation_cost']
         names = [] if self.constrained else ['nova-default']
         for name in names + ([self.warm_start_name]

@@ -71,7 +71,7 @@ METHODS = ('auto', 'branch', METHOD)
 
 
 class HeldOut(Protocol):
-    """What a group needs of a member (``train.Member`` has it)."""
+    """What a group needs of a member (``members.Member`` has it)."""
 
     val_env: env_mod.PlacementEnv
     calibration_starts: Sequence[float]
