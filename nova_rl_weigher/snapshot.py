@@ -24,7 +24,7 @@ v2, and still reads)::
                                       "count": 120},
                          # v2: its boots of the last 10 minutes (the
                          # siblings of a request), only when more than
-                         # half have ended (features.sibling_lifetime)
+                         # half have ended (lifetimes.sibling_lifetime)
                          "recent_lifetime": {"median_s": 300, "p90_s": 420,
                                              "count": 8},
                          # v2: its lifetimes per flavor name
@@ -67,6 +67,7 @@ from typing import Any, NamedTuple
 
 from nova_rl_weigher import features
 from nova_rl_weigher import fileio
+from nova_rl_weigher import lifetimes as lifetimes_mod
 
 FORMAT_VERSION = 2
 #: Versions the reader accepts (v1: without the v2 fields).
@@ -197,8 +198,8 @@ def parse(doc: Any) -> tuple[float, features.UsageLookup]:
     return generated_at, features.UsageLookup(
         hosts, projects, host_alloc=host_alloc, host_peaks=host_peaks,
         project_peak_ratio=project_peak,
-        lifetimes=features.Lifetimes(recent, project_flavor, by_project,
-                                     by_flavor))
+        lifetimes=lifetimes_mod.Lifetimes(recent, project_flavor,
+                                          by_project, by_flavor))
 
 
 def _entries(doc: dict, name: str, where: str = ''):
@@ -224,7 +225,7 @@ def _group(entry: dict, keys: tuple[str, ...], where: str
 
 def _put_lifetime(out: dict, key: Any, entry: dict, name: str,
                   where: str) -> None:
-    """``entry[name]`` as a :class:`features.Lifetime` into ``out[key]``,
+    """``entry[name]`` as a :class:`lifetimes.Lifetime` into ``out[key]``,
     if there; a median above the p90 or a count below 1 is an error."""
     value = entry.get(name)
     if value is None:
@@ -239,7 +240,7 @@ def _put_lifetime(out: dict, key: Any, entry: dict, name: str,
     if median > p90 or count < 1:
         raise SnapshotError(f'{where}: median_s {median:g} above p90_s '
                             f'{p90:g} or count {count:g} below 1')
-    out[key] = features.Lifetime(median, p90, count)
+    out[key] = lifetimes_mod.Lifetime(median, p90, count)
 
 
 def decode(data: bytes) -> Any:

@@ -35,6 +35,7 @@ from nova_rl_weigher import conf as rl_conf
 from nova_rl_weigher import decision_log
 from nova_rl_weigher import features
 from nova_rl_weigher import gate
+from nova_rl_weigher import lifetimes as lifetimes_mod
 from nova_rl_weigher import scorer as scorer_mod
 
 LOG = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ def _start_s(instance, now: float) -> float:
     return launched.timestamp()
 
 
-def _holdings(host_state, lifetimes: features.Lifetimes, now: float):
+def _holdings(host_state, lifetimes: lifetimes_mod.Lifetimes, now: float):
     """``(start, lifetime distribution)`` of each instance on the host.
 
     Only fields already loaded are read (``_field``): a lazy load would
@@ -194,14 +195,14 @@ def _holdings(host_state, lifetimes: features.Lifetimes, now: float):
 
 def remaining_reader(weighed_hosts, now: float
                      ) -> features.RemainingReader:
-    """The hosts' remaining busy time (:func:`features.host_remaining_s`)
+    """The hosts' remaining busy time (:func:`lifetimes.host_remaining_s`)
     from ``HostState.instances``, read only when the policy's schema uses
     it; a host whose instances cannot be read is unknown (NaN)."""
-    def read(lifetimes: features.Lifetimes) -> list[float]:
+    def read(lifetimes: lifetimes_mod.Lifetimes) -> list[float]:
         out = []
         for w in weighed_hosts:
             try:
-                out.append(features.host_remaining_s(
+                out.append(lifetimes_mod.host_remaining_s(
                     now, _holdings(w.obj, lifetimes, now)))
             except Exception:  # noqa: BLE001 - unknown, not a failure
                 out.append(math.nan)

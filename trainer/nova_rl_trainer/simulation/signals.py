@@ -9,12 +9,12 @@ simulator takes from its simulated past, through the same definitions in
   them);
 * lifetimes: the completed lifetimes (departure minus arrival) of the VMs
   placed so far, per project, per flavor and per project and flavor
-  (``features.lifetime_stats``); a request's siblings are its project's
-  requests of the last ``features.SIBLING_WINDOW_S`` that were placed
-  (``features.sibling_lifetime``);
+  (``lifetimes.lifetime_stats``); a request's siblings are its project's
+  requests of the last ``lifetimes.SIBLING_WINDOW_S`` that were placed
+  (``lifetimes.sibling_lifetime``);
 * each host's expected remaining busy time: each VM is predicted from the
   statistics when it was placed and re-predicted as it outlives its
-  estimate (``features.expected_end_s``). Those estimates only change at
+  estimate (``lifetimes.expected_end_s``). Those estimates only change at
   the instants a VM outlives one, so a host's busy end is kept and
   recomputed only when a VM leaves or the earliest estimate passes.
 
@@ -33,6 +33,7 @@ import math
 import numpy as np
 
 from nova_rl_weigher import features
+from nova_rl_weigher import lifetimes as lifetimes_mod
 
 
 class PlacementSignals:
@@ -50,7 +51,8 @@ class PlacementSignals:
         # Each VM's placement time (NaN: not placed, or rejected).
         self._vm_start = np.full(len(self.workload), np.nan)
         # Running VMs' (start, lifetime distribution or None).
-        self._vm_life: dict[int, tuple[float, features.Lifetime | None]] = {}
+        self._vm_life: dict[int, tuple[float,
+                                       lifetimes_mod.Lifetime | None]] = {}
         # Completed lifetimes by group (ascending), and how far the
         # departures have been read.
         self._done = 0
@@ -63,7 +65,7 @@ class PlacementSignals:
 
         ``copy.deepcopy`` walks every tuple and float of them (0.8 s a clone
         late in a 3-day trace, most of a vine iteration); their elements are
-        immutable (floats, ints, frozen :class:`features.Lifetime`), so a
+        immutable (floats, ints, frozen :class:`lifetimes.Lifetime`), so a
         copy of each container is a deep copy."""
         out: dict[int, object] = {
             id(self._vm_life): dict(self._vm_life)}
@@ -109,7 +111,7 @@ class PlacementSignals:
             if end == -np.inf:
                 self._busy_end[host] = np.nan
             return
-        new = features.expected_end_s(now, now, life)
+        new = lifetimes_mod.expected_end_s(now, now, life)
         if not new <= end:       # also when end is NaN
             self._busy_end[host] = new
         if new < self._next_change[host]:
@@ -126,7 +128,7 @@ class PlacementSignals:
         elif life is not None and self._next_change[host] > now:
             # The host's estimates are current (else it is refreshed when
             # read): only a VM at one of its extremes changes them.
-            end = features.expected_end_s(start, now, life)
+            end = lifetimes_mod.expected_end_s(start, now, life)
             if not end < self._busy_end[host] \
                     or end <= self._next_change[host]:
                 self._refresh_host(host)
@@ -140,7 +142,7 @@ class PlacementSignals:
         best = -np.inf if not vms else np.nan
         nxt = np.inf
         lives = self._vm_life
-        end_of = features.expected_end_s
+        end_of = lifetimes_mod.expected_end_s
         for vm in vms:
             start, life = lives[vm]
             if life is None:
@@ -177,9 +179,9 @@ class PlacementSignals:
                 bisect.insort(table.setdefault(key, []), value)
         self._done = stop
 
-    def _predict_instance(self, vm: int) -> features.Lifetime | None:
+    def _predict_instance(self, vm: int) -> lifetimes_mod.Lifetime | None:
         """A VM's lifetime distribution: project and flavor, else project,
-        else flavor (``features.Lifetimes.for_instance``'s order)."""
+        else flavor (``lifetimes.Lifetimes.for_instance``'s order)."""
         self._read_completed()
         p = int(self.workload.trace.project[vm])
         f = int(self.workload.life.flavor[vm])
@@ -187,10 +189,10 @@ class PlacementSignals:
                            (self._by_flavor, f)):
             values = table.get(key)
             if values:
-                return features.lifetime_stats(values)
+                return lifetimes_mod.lifetime_stats(values)
         return None
 
-    def _siblings(self, vm: int) -> features.Lifetime | None:
+    def _siblings(self, vm: int) -> lifetimes_mod.Lifetime | None:
         """The lifetimes of the project's placed requests of the last
         ``SIBLING_WINDOW_S``, some still running."""
         index = self.workload.life
@@ -198,8 +200,8 @@ class PlacementSignals:
         p = int(self.workload.trace.project[vm])
         lo, hi = index.project_start[p], index.project_start[p + 1]
         arrivals = index.project_arrival
-        first = lo + int(np.searchsorted(arrivals[lo:hi],
-                                         now - features.SIBLING_WINDOW_S))
+        first = lo + int(np.searchsorted(
+            arrivals[lo:hi], now - lifetimes_mod.SIBLING_WINDOW_S))
         others = index.project_vms[first:hi]
         start = self._vm_start[others]
         # Placed ones only (not rejected, not the request itself).
@@ -209,8 +211,8 @@ class PlacementSignals:
         start = start[placed]
         dep = self.workload.trace.departure_s[others[placed]]
         ended = dep <= now
-        return features.sibling_lifetime((dep - start)[ended],
-                                         now - start[~ended])
+        return lifetimes_mod.sibling_lifetime((dep - start)[ended],
+                                              now - start[~ended])
 
     # -- what policies read ----------------------------------------------
 
@@ -249,25 +251,25 @@ class PlacementSignals:
         (with the usage snapshot, :meth:`enable_usage`)."""
         self._ensure_signals()
 
-    def lifetime_tables(self) -> features.Lifetimes:
+    def lifetime_tables(self) -> lifetimes_mod.Lifetimes:
         """The lifetime statistics measured so far, keyed as a usage
         snapshot keys them (project ids, flavor names; no siblings)."""
         self._read_completed()
         ids = self.workload.trace.project_ids
         names = self.workload.life.flavor_names
-        stats = features.lifetime_stats
-        return features.Lifetimes(
+        stats = lifetimes_mod.lifetime_stats
+        return lifetimes_mod.Lifetimes(
             project_flavor={(ids[p], names[f]): stats(v)
                             for (p, f), v in self._by_pair.items()},
             project={ids[p]: stats(v) for p, v in self._by_project.items()},
             flavor={names[f]: stats(v) for f, v in self._by_flavor.items()})
 
-    def holdings(self, host: int) -> list[tuple[int, float,
-                                                features.Lifetime | None]]:
+    def holdings(self, host: int
+                 ) -> list[tuple[int, float, lifetimes_mod.Lifetime | None]]:
         """``(VM, start, lifetime distribution it was predicted from)`` of
         each VM on ``host``."""
         return [(vm, *self._vm_life[vm]) for vm in self._host_vms[host]]
 
-    def siblings(self, vm: int) -> features.Lifetime | None:
+    def siblings(self, vm: int) -> lifetimes_mod.Lifetime | None:
         """The lifetimes of ``vm``'s siblings (None if unknown)."""
         return self._siblings(vm) if self._ensure_signals() else None

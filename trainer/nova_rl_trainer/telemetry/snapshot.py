@@ -63,10 +63,10 @@ v2 reads them):
   above) over the last ``peak_window_s`` (24 h);
 * per project: ``cpu_ratio_peak_24h``, its highest interval of used /
   allocated CPU over the peak window; ``lifetime`` (median, p90, count:
-  ``features.lifetime_stats``) of its instances that ended (Nova's
+  ``lifetimes.lifetime_stats``) of its instances that ended (Nova's
   ``launched_at`` to ``deleted_at``) in the last ``lifetime_window_s``,
   ``flavors`` the same per flavor name, and ``recent_lifetime``: its boots
-  of the last ``features.SIBLING_WINDOW_S`` (``features.sibling_lifetime``,
+  of the last ``lifetimes.SIBLING_WINDOW_S`` (``lifetimes.sibling_lifetime``,
   written once more than half have ended);
 * ``flavors``: the same lifetimes per flavor name over every project.
 """
@@ -88,7 +88,7 @@ from nova_rl_trainer.telemetry.sources import Instance
 from nova_rl_trainer.telemetry.sources import MetricsSource
 from nova_rl_trainer.telemetry.sources import SourceError
 from nova_rl_trainer.telemetry.sources import utc
-from nova_rl_weigher import features
+from nova_rl_weigher import lifetimes as lifetimes_mod
 from nova_rl_weigher import snapshot as weigher_snapshot
 
 #: Digits kept in the written fractions.
@@ -467,13 +467,13 @@ def build_v2(source: MetricsSource, capacities: Mapping[str, Capacity],
     return snap
 
 
-def _life_doc(life: features.Lifetime) -> dict:
+def _life_doc(life: lifetimes_mod.Lifetime) -> dict:
     return {'median_s': round(life.median_s, 3),
             'p90_s': round(life.p90_s, 3), 'count': life.count}
 
 
 def _life(values: list[float]) -> dict:
-    return _life_doc(features.lifetime_stats(sorted(values)))
+    return _life_doc(lifetimes_mod.lifetime_stats(sorted(values)))
 
 
 def _lifetimes(instances: Sequence[Instance], stop: dt.datetime,
@@ -485,7 +485,7 @@ def _lifetimes(instances: Sequence[Instance], stop: dt.datetime,
     by_pair: dict[tuple[str, str], list[float]] = {}
     by_flavor: dict[str, list[float]] = {}
     recent: dict[str, tuple[list[float], list[float]]] = {}
-    since = stop - dt.timedelta(seconds=features.SIBLING_WINDOW_S)
+    since = stop - dt.timedelta(seconds=lifetimes_mod.SIBLING_WINDOW_S)
     for inst in instances:
         begin, end = inst.arrival, inst.departure
         if begin is None:
@@ -512,7 +512,7 @@ def _lifetimes(instances: Sequence[Instance], stop: dt.datetime,
         projects[pid].setdefault('flavors', {})[flavor] = {
             'lifetime': _life(values)}
     for pid, (ended, ages) in recent.items():
-        life = features.sibling_lifetime(ended, ages)
+        life = lifetimes_mod.sibling_lifetime(ended, ages)
         if life is not None:
             projects.setdefault(pid, {})['recent_lifetime'] = _life_doc(life)
     return {f: {'lifetime': _life(v)} for f, v in sorted(by_flavor.items())}
