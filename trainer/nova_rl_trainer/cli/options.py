@@ -73,6 +73,16 @@ def add_cluster_options(g) -> None:
         g.add_argument('--' + name.replace('_', '-'), type=typ, help=text)
 
 
+def add_hot_threshold_option(g) -> None:
+    """``--hot-threshold``: what a hot host is, for every command that
+    counts hot host-hours (the simulating ones and ``outcomes``), so a
+    measured outcome and a simulated one mean the same."""
+    g.add_argument('--hot-threshold', type=float,
+                   default=simulator.SimConfig.hot_threshold,
+                   help='hot host: demand above this share of its cores '
+                        '(default %(default)s, as in training)')
+
+
 def add_measurement_options(g) -> None:
     """How the simulator measures (:class:`simulator.SimConfig`)."""
     d = simulator.SimConfig()
@@ -83,9 +93,7 @@ def add_measurement_options(g) -> None:
     g.add_argument('--usage-window-s', type=float, default=d.usage_window_s,
                    help='span of the usage snapshot policies read '
                         '(default %(default)s)')
-    g.add_argument('--hot-threshold', type=float, default=d.hot_threshold,
-                   help='hot host: demand above this share of its cores '
-                        '(default %(default)s)')
+    add_hot_threshold_option(g)
     g.add_argument('--headroom-reserve', type=float,
                    default=d.headroom_reserve,
                    help='capacity share each host keeps for failover '

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 
+from nova_rl_trainer.cli import options
 from nova_rl_trainer.cli.telemetry_common import add_source_option
 from nova_rl_trainer.cli.telemetry_common import error
 from nova_rl_trainer.cli.telemetry_common import Outputs
@@ -59,10 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    default=outcomes_mod.DEFAULT_HORIZON_S, metavar='S',
                    help='how long after each decision to measure (default '
                         '%(default)g)')
-    p.add_argument('--hot-threshold', type=float,
-                   default=SimConfig.hot_threshold,
-                   help='a host is hot above this share of its cores '
-                        '(default %(default)s, as in training)')
+    options.add_hot_threshold_option(p)
     p.add_argument('--since', type=sources.time_arg, metavar='ISO8601',
                    help='only decisions at or after this time')
     p.add_argument('--until', type=sources.time_arg, metavar='ISO8601',
