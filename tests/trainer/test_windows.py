@@ -44,3 +44,16 @@ def test_nova_windows_add_up_to_its_whole_run_and_fanout_is_identical():
     # Another policy, same windows and starting states: different costs.
     assert [w[1]['active_host_hours'] for w in inline] != \
         [w[0]['active_host_hours'] for w in inline]
+
+
+def test_progress_bar_without_a_total(capsys):
+    """The windows' progress bar has no total (tqdm then refuses to be
+    tested for truth): shown, as ``publish`` shows it without --quiet, it
+    must count the decisions, not fail."""
+    cuts = evaluation.split_windows(setup(), 2)
+    shown = evaluation.evaluate_windows(cuts, ['nova-default'], jobs=1,
+                                        show_progress=True)
+    quiet = evaluation.evaluate_windows(cuts, ['nova-default'], jobs=1,
+                                        show_progress=False)
+    assert shown == quiet
+    assert 'decision' in capsys.readouterr().err

@@ -77,7 +77,7 @@ def run_pairs(pairs: Sequence[tuple[Setup, str]], jobs: int = 1,
     try:
         with Fanout(max(1, min(jobs, len(pairs))), ray_address) as fan:
             done = fan.map(_run_pair, [pairs[i] for i in order],
-                           progress=bar.update if bar else None)
+                           progress=None if bar is None else bar.update)
     finally:
         _WORKLOAD.clear()   # in-process runs: do not keep a trace alive
         if bar is not None:
@@ -192,7 +192,7 @@ def evaluate_windows(windows: Sequence[Window], policy_specs: Sequence[str],
     try:
         with Fanout(max(1, min(jobs, len(items))), ray_address) as fan:
             return fan.map(_run_window, items,
-                           progress=bar.update if bar else None)
+                           progress=None if bar is None else bar.update)
     finally:
         _REFERENCE.clear()
         _WORKLOAD.clear()
