@@ -126,17 +126,6 @@ class ValueNet(nn.Module):
         return scores[:, 0]
 
 
-def shield_mask(allowed: list[np.ndarray | None], mask: torch.Tensor
-                ) -> torch.Tensor:
-    """The padded ``(B, N)`` mask of the candidates the shield let the
-    policy choose (a state without one: all of its candidates)."""
-    out = mask.clone()
-    for r, a in enumerate(allowed):
-        if a is not None:
-            out[r, :len(a)] = torch.from_numpy(np.asarray(a, dtype=bool))
-    return out
-
-
 def _entropy(logp_all: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Entropy ``(K, B)`` of each member's choice over the real candidates."""
     return -(logp_all.exp() * logp_all.masked_fill(~mask[None], 0.0)
@@ -187,14 +176,10 @@ class PPO:
 
     # -- pieces shared by both updates ---------------------------------------
 
-    def _log_probs(self, x: torch.Tensor, mask: torch.Tensor,
-                   choice: torch.Tensor | None = None) -> torch.Tensor:
-        """Each member's log-probabilities over the real candidates, or
-        over those of them in ``choice`` (the shield's, ``(B, N)``): the
-        others still shape every host's score through the candidate-set
-        context, as in the weigher."""
-        allowed = mask if choice is None else mask & choice
-        scores = self.model(x, mask).masked_fill(~allowed[None], -1e9)
+    def _log_probs(self, x: torch.Tensor, mask: torch.Tensor
+                   ) -> torch.Tensor:
+        """Each member's log-probabilities over the real candidates."""
+        scores = self.model(x, mask).masked_fill(~mask[None], -1e9)
         return torch.log_softmax(scores, dim=2)
 
     def _clipped_loss(self, ratio: torch.Tensor, adv: torch.Tensor
@@ -271,11 +256,9 @@ class PPO:
         """
         c = self.config
         n = len(batch.xs)
+        scale = np.concatenate(batch.advantages).std() + 1e-8
         stats = {'policy_loss': 0.0, 'entropy': 0.0, 'clip_frac': 0.0,
                  'approx_kl': 0.0}
-        if not n:       # the shield let the policy choose nowhere
-            return {**stats, 'mean_abs_advantage': 0.0}
-        scale = np.concatenate(batch.advantages).std() + 1e-8
         batches = 0
         width = max(len(a) for a in batch.actions)
         for _ in range(c.epochs):
@@ -296,15 +279,13 @@ class PPO:
                     tried[r, :m] = True
                 acts_t = torch.from_numpy(acts)
                 tried_t = torch.from_numpy(tried)
-                choice = shield_mask([batch.allowed[i] for i in idx],
-                                     mask)
-                logp_all = self._log_probs(x, mask, choice)       # (K, B, N)
+                logp_all = self._log_probs(x, mask)               # (K, B, N)
                 logp = logp_all.gather(
                     2, acts_t[None].expand(k, -1, -1))            # (K, B, A)
                 ratio = torch.exp(logp - torch.from_numpy(old))
                 pg = self._clipped_loss(ratio, torch.from_numpy(adv)[None])
                 pg = (pg * tried_t[None]).sum() / (tried_t.sum() * k)
-                entropy = _entropy(logp_all, mask & choice).mean()
+                entropy = _entropy(logp_all, mask).mean()
                 self._step(self.opt, self.model,
                            pg - c.entropy_coef * entropy)
                 with torch.no_grad():

@@ -23,7 +23,6 @@ from typing import Callable, Protocol
 import numpy as np
 
 from nova_rl_weigher import policy as np_policy
-from nova_rl_weigher import shield
 
 from nova_rl_trainer.learning import branching
 from nova_rl_trainer.learning import env as env_mod
@@ -33,12 +32,8 @@ from nova_rl_trainer.simulation import simulator
 from nova_rl_trainer.simulation.traces import Trace
 
 
-def log_softmax(s: np.ndarray, allowed: np.ndarray | None = None
-                ) -> np.ndarray:
-    """Log-softmax over the last axis (candidates); with ``allowed`` (one
-    bool per candidate) only over those, the others at ``-inf``."""
-    if allowed is not None:
-        s = np.where(allowed, s, -np.inf)
+def log_softmax(s: np.ndarray) -> np.ndarray:
+    """Log-softmax over the last axis (candidates)."""
     s = s - s.max(axis=-1, keepdims=True)
     return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))
 
@@ -103,9 +98,6 @@ class VineBatch:
     actions: list[np.ndarray]     # candidate indices tried at that state
     logp: list[np.ndarray]        # (K, tried) each member's log-prob
     advantages: list[np.ndarray]  # minus (branch cost - mean over branches)
-    # Which candidates the shield let the policy choose at that state
-    # (None: every one); the update's softmax is over those alone.
-    allowed: list[np.ndarray | None]
     trunk_xs: list[np.ndarray]    # every trunk state, for feature ranges
     episode_costs: list[float]
 
@@ -122,8 +114,8 @@ class VineSettings(Protocol):
 
 def collect_vine(env: env_mod.PlacementEnv, pol: np_policy.Policy,
                  config: VineSettings, rng: np.random.Generator,
-                 start_s: Callable[[], float], continuation: str,
-                 shield_limit: float | None = None) -> VineBatch:
+                 start_s: Callable[[], float], continuation: str
+                 ) -> VineBatch:
     """Advantages by branching the simulation (TRPO's "vine" estimator).
 
     A trunk episode samples the current policy. Every ``vine_stride``
@@ -135,21 +127,10 @@ def collect_vine(env: env_mod.PlacementEnv, pol: np_policy.Policy,
     branches' costs is the effect of that one placement alone (common random
     numbers): a low-variance advantage, where on-policy rewards drown one
     placement's effect in everything else that happens on the cluster.
-
-    With ``shield_limit`` the policy learns what it will do in Nova behind
-    its shield (:mod:`nova_rl_weigher.shield`): it samples and is branched
-    only among the candidates the shield lets it prefer, so its second
-    choices, when the shield takes its first away, are learned too; where
-    the shield lets none, the gate would step aside, so Nova's weighers
-    place the request and nothing is learned from it.
     """
-    xs, actions, logps, advs, allowed_sets, trunk, costs = \
-        [], [], [], [], [], [], []
+    xs, actions, logps, advs, trunk, costs = [], [], [], [], [], []
     done, steps, episode_cost = True, 0, 0.0
-    # A shield that lets the policy choose almost nowhere would keep the
-    # batch from filling: it ends short after this many trunk decisions.
-    most = 50 * config.vine_states * max(config.vine_stride, 1)
-    while len(xs) < config.vine_states and len(trunk) < most:
+    while len(xs) < config.vine_states:
         if done:
             env.reset(options={'start_s': start_s(),
                                'max_decisions': config.episode_decisions})
@@ -158,41 +139,29 @@ def collect_vine(env: env_mod.PlacementEnv, pol: np_policy.Policy,
                 continue
         d = env.decision
         trunk.append(d.x)
-        nova = int(np.argmax(d.nova_weight))
-        allowed = shield.safe_hosts(shield_limit, d.x)
-        if allowed is not None and allowed.all():
-            allowed = None
-        if allowed is not None and not allowed.any():
-            a, choices = nova, 0        # the gate steps aside: Nova places
-        else:
-            member_scores = pol.score(d.x).astype(np.float64)
-            lp = log_softmax(member_scores.mean(axis=0), allowed)
-            a = int(rng.choice(len(lp), p=np.exp(lp)))
-            choices = d.candidates.shape[0] if allowed is None \
-                else int(allowed.sum())
-        if steps % config.vine_stride == 0 and choices > 1:
-            first = [a, int(np.argmax(lp))]
-            if allowed is None or allowed[nova]:
-                first.append(nova)
-            tried = list(dict.fromkeys(first))
-            others = [i for i in rng.permutation(d.candidates.shape[0])
-                      if i not in tried and (allowed is None or allowed[i])]
+        member_scores = pol.score(d.x).astype(np.float64)
+        lp = log_softmax(member_scores.mean(axis=0))
+        a = int(rng.choice(len(lp), p=np.exp(lp)))
+        n = d.candidates.shape[0]
+        if steps % config.vine_stride == 0 and n > 1:
+            nova = int(np.argmax(d.nova_weight))
+            tried = list(dict.fromkeys([a, int(np.argmax(lp)), nova]))
+            others = [i for i in rng.permutation(n) if i not in tried]
             tried = np.array((tried + others)[:config.vine_actions])
             branch_cost = branching.branch_costs(
                 env.sim, d.vm, d.candidates[tried], continuation,
                 config.vine_horizon)
             xs.append(d.x)
             actions.append(tried)
-            logps.append(log_softmax(member_scores, allowed)[:, tried])
+            logps.append(log_softmax(member_scores)[:, tried])
             advs.append(-(branch_cost - branch_cost.mean()))
-            allowed_sets.append(allowed)
         _, reward, terminated, truncated, _ = env.step(int(d.candidates[a]))
         steps += 1
         episode_cost -= reward
         done = terminated or truncated or env.decision is None
         if done:
             costs.append(episode_cost)
-    return VineBatch(xs, actions, logps, advs, allowed_sets, trunk, costs)
+    return VineBatch(xs, actions, logps, advs, trunk, costs)
 
 
 # -- shards: pieces of a vine batch, here or in worker processes --------------
@@ -232,8 +201,7 @@ class EnvRecipe:
 class Shard:
     """``config.vine_states`` branched states from one member: its recipe,
     the policy to sample, the objective's Lagrange multipliers (None: not
-    constrained), the branches' continuation, an RNG seed and the policy's
-    shield limit (None: no shield)."""
+    constrained), the branches' continuation and an RNG seed."""
 
     recipe: EnvRecipe
     policy: np_policy.Policy
@@ -241,7 +209,6 @@ class Shard:
     config: VineSettings
     continuation: str
     seed: int
-    shield_limit: float | None = None
 
 
 def run_shard(env: env_mod.PlacementEnv, shard: Shard) -> VineBatch:
@@ -254,7 +221,7 @@ def run_shard(env: env_mod.PlacementEnv, shard: Shard) -> VineBatch:
     def start_s() -> float:
         return starts[int(rng.integers(len(starts)))]
     return collect_vine(env, shard.policy, shard.config, rng, start_s,
-                        shard.continuation, shard.shield_limit)
+                        shard.continuation)
 
 
 #: A worker's environments, by recipe key: built once, kept for the

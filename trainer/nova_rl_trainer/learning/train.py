@@ -389,8 +389,7 @@ class Trainer:
                 batch = rollouts.collect_vine(
                     self.members[self.current].env,
                     policy_net.numpy_policy(self.model), c.ppo, self.rng,
-                    self._train_start, self.continuation,
-                    c.shield_max_cpu_peak)
+                    self._train_start, self.continuation)
             xs, stats = batch.trunk_xs, self.agent.update_vine(batch,
                                                                self.rng)
         else:
@@ -427,8 +426,7 @@ class Trainer:
         multipliers = self.objective.multipliers if self.constrained \
             else None
         shards = [rollouts.Shard(self._recipe(k), pol, multipliers, settings,
-                                 self.continuation, seed,
-                                 c.shield_max_cpu_peak)
+                                 self.continuation, seed)
                   for k, seed in zip(picks, seeds)]
         if fan.kind == 'inline':
             batches = [rollouts.run_shard(self.members[k].env, shard)
