@@ -37,7 +37,7 @@ from nova_rl_trainer.simulation.csv_trace import CSV_COLUMNS
 from nova_rl_trainer.telemetry.sources import CpuUsage
 from nova_rl_trainer.telemetry.sources import Instance
 from nova_rl_trainer.telemetry.sources import MetricsSource
-from nova_rl_trainer.telemetry.sources import SourceError
+from nova_rl_trainer.telemetry.sources import require_metrics
 from nova_rl_trainer.telemetry.sources import utc
 from nova_rl_weigher import fileio
 
@@ -106,23 +106,6 @@ def fill_sizes(instances: Sequence[Instance]
     return complete, skipped, counts
 
 
-def _check_required(instances: Sequence[Instance], source: str) -> None:
-    if not instances:
-        return
-    for field, metric in (('vcpus', 'vcpus'), ('memory_mb', 'memory')):
-        if all(getattr(i, field) is None for i in instances):
-            raise SourceError(
-                f'missing metric {metric!r}: none of the {len(instances)} '
-                f'instances in the window has {metric!r} measures in '
-                f'{source} (is Ceilometer publishing {metric!r}?)')
-    known = [i for i in instances if i.metrics is not None]
-    if known and all('cpu' not in i.metrics for i in known):
-        raise SourceError(
-            f"missing metric 'cpu': none of the {len(known)} instances in "
-            f"the window has a 'cpu' metric in {source} (is Ceilometer's "
-            "compute agent polling 'cpu'?)")
-
-
 def _seconds(t: dt.datetime, start: dt.datetime) -> float:
     return (utc(t) - start).total_seconds()
 
@@ -160,7 +143,8 @@ def ingest(source: MetricsSource, start: dt.datetime,
         raise ValueError(f'--stop {stop.isoformat()} is not after --start '
                          f'{start.isoformat()}')
     found = source.instances(start, stop)
-    _check_required(found, source.name)
+    require_metrics(found, source.name, 'in the window',
+                    ('vcpus', 'memory_mb'))
     complete, skipped, counts = fill_sizes(found)
     usage = source.cpu_usage(complete, start, stop) if complete else {}
     rows = [to_row(i, usage.get(i.id), start, stop) for i in complete]

@@ -86,6 +86,7 @@ from nova_rl_trainer.telemetry.ingest import fill_sizes
 from nova_rl_trainer.telemetry.sources import CpuUsage
 from nova_rl_trainer.telemetry.sources import Instance
 from nova_rl_trainer.telemetry.sources import MetricsSource
+from nova_rl_trainer.telemetry.sources import require_metrics
 from nova_rl_trainer.telemetry.sources import SourceError
 from nova_rl_trainer.telemetry.sources import utc
 from nova_rl_weigher import lifetimes as lifetimes_mod
@@ -144,24 +145,6 @@ def _names(items: Sequence[str], limit: int = 5) -> str:
     return ', '.join(items[:limit]) + more
 
 
-def _require(instances: Sequence[Instance], source: str,
-             window_s: float) -> None:
-    """Telemetry without the metrics a snapshot needs is an error."""
-    if not instances:
-        return
-    if all(i.vcpus is None for i in instances):
-        raise SourceError(
-            f"missing metric 'vcpus': none of the {len(instances)} "
-            f"instances of the last {window_s:g} s has 'vcpus' measures in "
-            f"{source} (is Ceilometer publishing 'vcpus'?)")
-    known = [i for i in instances if i.metrics is not None]
-    if known and all('cpu' not in i.metrics for i in known):
-        raise SourceError(
-            f"missing metric 'cpu': none of the {len(known)} instances of "
-            f"the last {window_s:g} s has a 'cpu' metric in {source} (is "
-            "Ceilometer's compute agent polling 'cpu'?)")
-
-
 def _span(buckets: np.ndarray, values: np.ndarray
           ) -> tuple[np.ndarray, np.ndarray]:
     """Every bucket from the first to the last measured one; those
@@ -200,7 +183,8 @@ def build(source: MetricsSource, capacities: Mapping[str, Capacity],
     stop = utc(stop)
     start = stop - dt.timedelta(seconds=window_s)
     found = source.instances(start, stop)
-    _require(found, source.name, window_s)
+    require_metrics(found, source.name, f'of the last {window_s:g} s',
+                    ('vcpus',))
     complete, skipped, size_counts = fill_sizes(found)
     usage: Mapping[str, CpuUsage] = (
         source.cpu_usage(complete, start, stop) if complete else {})

@@ -63,6 +63,35 @@ def time_arg(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+#: Ceilometer's metric of each instance size field.
+SIZE_METRICS = {'vcpus': 'vcpus', 'memory_mb': 'memory'}
+
+
+def require_metrics(instances: Sequence['Instance'], source: str,
+                    where: str, sizes: Sequence[str]) -> None:
+    """Telemetry without a metric the caller needs is an error, said the
+    same way by every command: none of ``instances`` (those ``where``,
+    e.g. ``'in the window'``) has the Ceilometer metric of a size field in
+    ``sizes`` (keys of :data:`SIZE_METRICS`), or, among the instances
+    whose metrics the source lists, none has ``cpu``. Nothing is required
+    of no instances."""
+    if not instances:
+        return
+    for field in sizes:
+        metric = SIZE_METRICS[field]
+        if all(getattr(i, field) is None for i in instances):
+            raise SourceError(
+                f'missing metric {metric!r}: none of the {len(instances)} '
+                f'instances {where} has {metric!r} measures in {source} '
+                f'(is Ceilometer publishing {metric!r}?)')
+    known = [i for i in instances if i.metrics is not None]
+    if known and all('cpu' not in i.metrics for i in known):
+        raise SourceError(
+            f"missing metric 'cpu': none of the {len(known)} instances "
+            f"{where} has a 'cpu' metric in {source} (is Ceilometer's "
+            "compute agent polling 'cpu'?)")
+
+
 @dataclasses.dataclass(frozen=True)
 class Instance:
     """What a source knows about one instance.
