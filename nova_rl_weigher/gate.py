@@ -12,7 +12,8 @@ Two reasons hold for the policy as a whole, whatever the candidates:
 
 - :data:`NOVA_CONFIG_MISMATCH`: the manifest's ``nova_weighers`` (the Nova
   weigher configuration the policy was trained with) does not match the
-  running Nova's (:class:`NovaConfig`, passed in as plain data: the weigher
+  running Nova's (:class:`~nova_rl_weigher.nova_config.NovaConfig`, passed
+  in as plain data: the weigher
   reads ``[filter_scheduler]``, the simulator its ``SimConfig``): a
   recorded multiplier whose sign (negative, zero, positive) differs from
   the running one, or a recorded weigher not enabled. The policy reads
@@ -40,14 +41,16 @@ simulator (``nova_rl_trainer.simulation.policies.ArtifactPolicy``), so what
 from __future__ import annotations
 
 import dataclasses
-import math
+from typing import Protocol
 import zlib
-from typing import Mapping, Protocol
 
 import numpy as np
 
 from nova_rl_weigher import conf
 from nova_rl_weigher import features
+# Re-exported: the weigher, scorer and simulator know them as gate.*.
+from nova_rl_weigher.nova_config import config_mismatch
+from nova_rl_weigher.nova_config import NovaConfig
 from nova_rl_weigher.policy import Policy
 from nova_rl_weigher import shield
 
@@ -98,21 +101,6 @@ class GateSettings:
 
 
 DEFAULT_SETTINGS = GateSettings()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class NovaConfig:
-    """The weigher configuration of the Nova a policy runs in, as plain data.
-
-    ``multipliers``: ``[filter_scheduler]`` option name -> value, e.g.
-    ``{'ram_weight_multiplier': 1.0, ...}``; ``weighers``: the enabled
-    weigher classes as dotted paths (``weight_classes`` expanded, e.g.
-    ``nova.scheduler.weights.all_weighers`` to its classes), or None when
-    unknown (then only the multipliers are compared).
-    """
-
-    multipliers: Mapping[str, float]
-    weighers: frozenset[str] | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -175,68 +163,14 @@ def threshold_for(policy: Policy | None, configured: float | None
     return DEFAULT_THRESHOLD
 
 
-def _sign(value) -> int | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if not math.isfinite(number):
-        return None
-    return (number > 0) - (number < 0)
-
-
-def _enabled(name: str, weighers: frozenset[str]) -> bool:
-    """``name`` (a dotted path, or a bare class name) among ``weighers``."""
-    if name in weighers:
-        return True
-    return '.' not in name and any(w.rpartition('.')[2] == name
-                                   for w in weighers)
-
-
-def config_mismatch(policy: Policy | None, running: NovaConfig | None
-                    ) -> str:
-    """What differs between the Nova configuration the policy was trained
-    with (manifest ``nova_weighers``) and ``running``; '' when they match,
-    or when either is unknown (no field, no running configuration).
-
-    Compared: the sign of every recorded multiplier the running Nova has,
-    and, when ``running.weighers`` is known, that every recorded weigher
-    is enabled.
-    """
-    if policy is None or running is None:
-        return ''
-    recorded = policy.manifest.get('nova_weighers')
-    if not isinstance(recorded, dict):
-        return ''
-    diffs = []
-    multipliers = recorded.get('multipliers')
-    for name, value in (multipliers.items()
-                        if isinstance(multipliers, dict) else ()):
-        if name not in running.multipliers:
-            continue
-        now = running.multipliers[name]
-        if _sign(now) is None or _sign(now) != _sign(value):
-            diffs.append(f'{name} is {now!r} here, {value!r} in training')
-    weighers = recorded.get('weighers')
-    if running.weighers is not None and isinstance(weighers, list):
-        missing = [w for w in weighers
-                   if isinstance(w, str) and not _enabled(w, running.weighers)]
-        if missing:
-            diffs.append('not enabled in weight_classes: '
-                         + ', '.join(missing))
-    if not diffs:
-        return ''
-    return (f"policy trained for Nova weighers {recorded.get('name')!r}: "
-            + '; '.join(diffs))
-
-
 def standing_verdict(policy: Policy | None, settings: GateOptions,
                      nova_config: NovaConfig | None = None
                      ) -> tuple[str, str]:
     """``(reason, detail)`` when the policy must not act whatever the
     candidates (:data:`STANDING_REASONS`), else ``('', note)``.
 
-    In order: :data:`NOVA_CONFIG_MISMATCH` (:func:`config_mismatch`), then
+    In order: :data:`NOVA_CONFIG_MISMATCH`
+    (:func:`~nova_rl_weigher.nova_config.config_mismatch`), then
     :data:`NEVER_ACT` unless ``settings.confidence_threshold`` is set. The
     note is non-empty when the operator's threshold overrides the
     manifest's "never".

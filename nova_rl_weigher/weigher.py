@@ -8,7 +8,7 @@ Nova's standard combined score when this weigher runs::
 
 This module only turns Nova's ``HostState``/``RequestSpec`` into the views the
 feature code reads, and the scheduler's ``[filter_scheduler]`` weigher
-configuration into a :class:`nova_rl_weigher.gate.NovaConfig`, and hands them
+configuration into a :class:`nova_rl_weigher.nova_config.NovaConfig`, and hands them
 to :class:`nova_rl_weigher.scorer.Scorer`. For a policy of feature schema v2
 it also reads each host's ``HostState.instances`` (``launched_at``,
 ``project_id`` and, when loaded, ``flavor``: never a lazy load) for the
@@ -34,8 +34,8 @@ from oslo_log import log as logging
 from nova_rl_weigher import conf as rl_conf
 from nova_rl_weigher import decision_log
 from nova_rl_weigher import features
-from nova_rl_weigher import gate
 from nova_rl_weigher import lifetimes as lifetimes_mod
+from nova_rl_weigher import nova_config as nova_config_mod
 from nova_rl_weigher import scorer as scorer_mod
 
 LOG = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def enabled_weighers(weight_classes) -> frozenset[str] | None:
     return found
 
 
-def nova_config(group=None) -> gate.NovaConfig | None:
+def nova_config(group=None) -> nova_config_mod.NovaConfig | None:
     """The running scheduler's weigher configuration, as plain data.
 
     ``group`` is ``CONF.filter_scheduler`` (the default): its
@@ -104,8 +104,8 @@ def nova_config(group=None) -> gate.NovaConfig | None:
             if isinstance(value, (int, float)) and \
                     not isinstance(value, bool) and math.isfinite(value):
                 multipliers[name] = float(value)
-    return gate.NovaConfig(multipliers,
-                           enabled_weighers(group.weight_classes))
+    return nova_config_mod.NovaConfig(
+        multipliers, enabled_weighers(group.weight_classes))
 
 
 def parse_multiplier(value) -> float | None:
