@@ -45,7 +45,6 @@ from nova_rl_weigher.lifetimes import lifetime_stats  # noqa: F401
 from nova_rl_weigher.lifetimes import Lifetimes
 from nova_rl_weigher.lifetimes import NO_LIFETIMES
 from nova_rl_weigher.lifetimes import sibling_lifetime  # noqa: F401
-from nova_rl_weigher.lifetimes import SIBLING_WINDOW_S  # noqa: F401
 
 SCHEMA_NAME = 'nova-rl-host-features'
 

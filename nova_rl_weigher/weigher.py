@@ -8,8 +8,8 @@ Nova's standard combined score when this weigher runs::
 
 This module only turns Nova's ``HostState``/``RequestSpec`` into the views the
 feature code reads, and the scheduler's ``[filter_scheduler]`` weigher
-configuration into a :class:`nova_rl_weigher.nova_config.NovaConfig`, and hands them
-to :class:`nova_rl_weigher.scorer.Scorer`. For a policy of feature schema v2
+configuration into a :class:`nova_rl_weigher.nova_config.NovaConfig`, and
+hands them to :class:`nova_rl_weigher.scorer.Scorer`. For a policy of feature schema v2
 it also reads each host's ``HostState.instances`` (``launched_at``,
 ``project_id`` and, when loaded, ``flavor``: never a lazy load) for the
 hosts' remaining busy time (:func:`remaining_reader`); the request's
