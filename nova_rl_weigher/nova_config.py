@@ -37,12 +37,19 @@ class NovaConfig:
     weighers: frozenset[str] | None = None
 
 
-def _sign(value) -> int | None:
+def finite_number(value) -> float | None:
+    """An option or metadata value as a finite float (a number, or text
+    that reads as one); None for NaN, infinities and anything else."""
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         return None
-    if not math.isfinite(number):
+    return number if math.isfinite(number) else None
+
+
+def _sign(value) -> int | None:
+    number = finite_number(value)
+    if number is None:
         return None
     return (number > 0) - (number < 0)
 

@@ -115,11 +115,8 @@ def parse_multiplier(value) -> float | None:
     negative multiplier would rank the hosts the policy likes least
     first). NaN, infinities, text and anything else are not.
     """
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if not math.isfinite(number):
+    number = nova_config_mod.finite_number(value)
+    if number is None:
         return None
     low = _MULTIPLIER_OPT.type.min
     high = _MULTIPLIER_OPT.type.max
