@@ -62,13 +62,10 @@ v2 reads them):
   ``mem_util_peak_24h``, the highest interval of the host's series (as
   above) over the last ``peak_window_s`` (24 h);
 * per project: ``cpu_ratio_peak_24h``, its highest interval of used /
-  allocated CPU over the peak window; ``lifetime`` (median, p90, count:
-  ``lifetimes.lifetime_stats``) of its instances that ended (Nova's
-  ``launched_at`` to ``deleted_at``) in the last ``lifetime_window_s``,
-  ``flavors`` the same per flavor name, and ``recent_lifetime``: its boots
-  of the last ``lifetimes.SIBLING_WINDOW_S`` (``lifetimes.sibling_lifetime``,
-  written once more than half have ended);
-* ``flavors``: the same lifetimes per flavor name over every project.
+  allocated CPU over the peak window;
+* per project ``lifetime``, ``flavors`` and ``recent_lifetime``, and
+  ``flavors`` over every project: the lifetimes measured over the last
+  ``lifetime_window_s`` (:mod:`nova_rl_trainer.telemetry.measured_lifetimes`).
 """
 
 from __future__ import annotations
@@ -83,13 +80,14 @@ import numpy as np
 
 from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.telemetry.ingest import fill_sizes
+from nova_rl_trainer.telemetry import measured_lifetimes
+# build_v2's default, and so the command's, beside PEAK_WINDOW_S.
+from nova_rl_trainer.telemetry.measured_lifetimes import LIFETIME_WINDOW_S
 from nova_rl_trainer.telemetry.sources import CpuUsage
-from nova_rl_trainer.telemetry.sources import Instance
 from nova_rl_trainer.telemetry.sources import MetricsSource
 from nova_rl_trainer.telemetry.sources import require_metrics
 from nova_rl_trainer.telemetry.sources import SourceError
 from nova_rl_trainer.telemetry.sources import utc
-from nova_rl_weigher import lifetimes as lifetimes_mod
 from nova_rl_weigher import snapshot as weigher_snapshot
 
 #: Digits kept in the written fractions.
@@ -411,10 +409,8 @@ def _peak(x: np.ndarray) -> float:
     return round(max(float(x.max()), 0.0), DIGITS) if x.size else 0.0
 
 
-#: Defaults of :func:`build_v2`: the span of the daily peaks and of the
-#: measured lifetimes.
+#: Default of :func:`build_v2`: the span of the daily peaks.
 PEAK_WINDOW_S = 86400.0
-LIFETIME_WINDOW_S = 7 * 86400.0
 
 
 def build_v2(source: MetricsSource, capacities: Mapping[str, Capacity],
@@ -444,62 +440,11 @@ def build_v2(source: MetricsSource, capacities: Mapping[str, Capacity],
         snap.projects.setdefault(pid, {})['cpu_ratio_peak_24h'] = peak
     stop = utc(stop)
     start = stop - dt.timedelta(seconds=lifetime_window_s)
-    snap.flavors = _lifetimes(source.instances(start, stop), stop,
-                              snap.projects)
+    snap.flavors = measured_lifetimes.measure(
+        source.instances(start, stop), stop, snap.projects)
     snap.summary['peak_window_s'] = peak_window_s
     snap.summary['lifetime_window_s'] = lifetime_window_s
     return snap
-
-
-def _life_doc(life: lifetimes_mod.Lifetime) -> dict:
-    return {'median_s': round(life.median_s, 3),
-            'p90_s': round(life.p90_s, 3), 'count': life.count}
-
-
-def _life(values: list[float]) -> dict:
-    return _life_doc(lifetimes_mod.lifetime_stats(sorted(values)))
-
-
-def _lifetimes(instances: Sequence[Instance], stop: dt.datetime,
-               projects: dict[str, dict]) -> dict[str, dict]:
-    """Lifetimes of the instances that ended, per project (into
-    ``projects``), per project and flavor, and per flavor (returned);
-    the projects' recent boots (siblings)."""
-    by_project: dict[str, list[float]] = {}
-    by_pair: dict[tuple[str, str], list[float]] = {}
-    by_flavor: dict[str, list[float]] = {}
-    recent: dict[str, tuple[list[float], list[float]]] = {}
-    since = stop - dt.timedelta(seconds=lifetimes_mod.SIBLING_WINDOW_S)
-    for inst in instances:
-        begin, end = inst.arrival, inst.departure
-        if begin is None:
-            continue
-        pid, flavor = inst.project_id, inst.flavor_name
-        if pid and since <= begin < stop:
-            ended, ages = recent.setdefault(pid, ([], []))
-            if end is not None and end <= stop:
-                ended.append((end - begin).total_seconds())
-            else:
-                ages.append((stop - begin).total_seconds())
-        if end is None or end > stop or end < begin:
-            continue
-        life = (end - begin).total_seconds()
-        if pid:
-            by_project.setdefault(pid, []).append(life)
-            if flavor:
-                by_pair.setdefault((pid, flavor), []).append(life)
-        if flavor:
-            by_flavor.setdefault(flavor, []).append(life)
-    for pid, values in by_project.items():
-        projects.setdefault(pid, {})['lifetime'] = _life(values)
-    for (pid, flavor), values in by_pair.items():
-        projects[pid].setdefault('flavors', {})[flavor] = {
-            'lifetime': _life(values)}
-    for pid, (ended, ages) in recent.items():
-        life = lifetimes_mod.sibling_lifetime(ended, ages)
-        if life is not None:
-            projects.setdefault(pid, {})['recent_lifetime'] = _life_doc(life)
-    return {f: {'lifetime': _life(v)} for f, v in sorted(by_flavor.items())}
 
 
 def _entry(cpu: np.ndarray, mem: np.ndarray) -> dict:
