@@ -47,7 +47,10 @@ def measure(instances: Sequence[Instance], stop: dt.datetime,
     since = stop - dt.timedelta(seconds=lifetimes_mod.SIBLING_WINDOW_S)
     for inst in instances:
         begin, end = inst.arrival, inst.departure
-        if begin is None:
+        # Deleted before it launched (clocks of different services): no
+        # lifetime to learn from, and a negative one would make the
+        # weigher refuse the whole snapshot.
+        if begin is None or (end is not None and end < begin):
             continue
         pid, flavor = inst.project_id, inst.flavor_name
         if pid and since <= begin < stop:
@@ -56,7 +59,7 @@ def measure(instances: Sequence[Instance], stop: dt.datetime,
                 ended.append((end - begin).total_seconds())
             else:
                 ages.append((stop - begin).total_seconds())
-        if end is None or end > stop or end < begin:
+        if end is None or end > stop:
             continue
         life = (end - begin).total_seconds()
         if pid:
