@@ -1,11 +1,14 @@
 """The CPU utilisation model."""
 
+import gzip
+
 import numpy as np
 import pytest
 
 from nova_rl_trainer.simulation import scenarios
 from nova_rl_trainer.simulation import utilisation
 from nova_rl_trainer.simulation import utilisation_fit
+from nova_rl_trainer.simulation import utilisation_stats
 
 from ._helpers import make_trace
 
@@ -194,6 +197,33 @@ def test_summary_round_trips_through_the_shipped_format(tmp_path):
     (tmp_path / 'profiles.csv').write_text('hour,vm0\n0,x\n')
     with pytest.raises(ValueError, match='profiles.csv'):
         utilisation_fit.load_summary(str(tmp_path))
+
+
+def _source(directory, lines):
+    directory.mkdir()
+    with gzip.open(directory / 'cpu_avg.csv.gz', 'wt') as f:
+        f.write('\n'.join(lines) + '\n')
+
+
+def test_derive_writes_into_a_new_directory_and_names_a_short_line(
+        tmp_path, capsys):
+    n = utilisation_stats.DAYS * utilisation_stats.SAMPLES_PER_DAY
+    _source(tmp_path / 'src', ['t_s,a,b'] + [
+        f'{k * 300},{5 + k % 7},{20 - k % 5}' for k in range(n)])
+    out = tmp_path / 'not' / 'there'
+    assert utilisation_fit.main(['derive', str(tmp_path / 'src'),
+                                 str(out)]) == 0
+    back = utilisation_fit.load_summary(str(out))
+    assert back.mean.shape == (2,) and len(back.fleet) == n
+    lines = ['t_s,a,b'] + [f'{k * 300},5,20' for k in range(n)]
+    lines[4] = '900,5'
+    _source(tmp_path / 'short', lines)
+    with pytest.raises(SystemExit) as e:
+        utilisation_fit.main(['derive', str(tmp_path / 'short'),
+                              str(tmp_path / 'o2')])
+    assert e.value.code == 2
+    assert 'cpu_avg.csv.gz: line 5 has 1 values where line 2 has 2' in \
+        capsys.readouterr().err
 
 
 def test_fit_recovers_the_parameters_of_synthetic_data():

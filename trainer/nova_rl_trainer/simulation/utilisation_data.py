@@ -77,9 +77,16 @@ def _read_csv(path: str) -> tuple[list[str], list[list[str]]]:
 
 def _floats(path: str, rows: list[list[str]], columns: slice) -> np.ndarray:
     try:
-        return np.array([[float(v) for v in row[columns]] for row in rows])
+        values = [[float(v) for v in row[columns]] for row in rows]
     except ValueError as e:
         raise ValueError(f'{path}: {e}') from None
+    # A truncated row would otherwise surface as numpy's "inhomogeneous
+    # shape", naming neither the file nor the line.
+    for line, row in enumerate(values[1:], start=3):
+        if len(row) != len(values[0]):
+            raise ValueError(f'{path}: line {line} has {len(row)} values '
+                             f'where line 2 has {len(values[0])}')
+    return np.array(values)
 
 
 def load_summary(directory: str | None = None) -> CpuSummary:
@@ -106,11 +113,15 @@ def load_summary(directory: str | None = None) -> CpuSummary:
 
 def derive(source_dir: str, out_dir: str, days: int = DAYS) -> None:
     """Summarise the source data (``cpu_avg.csv.gz``: ``t_s`` then one
-    column of percent per VM, every 300 s) into ``out_dir``: its first
-    ``days`` whole days."""
+    column of percent per VM, every 300 s) into ``out_dir`` (created if
+    missing): its first ``days`` whole days."""
     path = os.path.join(source_dir, 'cpu_avg.csv.gz')
     header, rows = _read_csv(path)
     samples = _floats(path, rows[:days * SAMPLES_PER_DAY], slice(1, None))
     if len(samples) < days * SAMPLES_PER_DAY:
         raise ValueError(f'{path}: fewer than {days} days of samples')
+    if samples.shape[1] != len(header) - 1:
+        raise ValueError(f'{path}: {samples.shape[1]} values a line where '
+                         f'the header names {len(header) - 1} VMs')
+    os.makedirs(out_dir, exist_ok=True)
     write_summary(summarise(samples / 100.0), header[1:], out_dir)
