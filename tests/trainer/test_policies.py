@@ -90,9 +90,13 @@ def test_gated_confident_policy_acts_through_novas_sum(setup, workload,
     ref = metrics(setup, workload, 'nova-default')
     assert zero['active_host_hours'] == ref['active_host_hours']
     assert gated['active_host_hours'] < ref['active_host_hours']
-    # A threshold above 1 never applies.
-    never = metrics(setup, workload, f'{path}:threshold=1.01')
+    # No request in the canary: it never applies.
+    never = metrics(setup, workload, f'{path}:canary=0')
     assert never['applied_fraction'] == 0.0
+    # A threshold above 1 would never apply either, but Nova refuses it
+    # ([rl_weigher] confidence_threshold is in [0, 1]): so does the spec.
+    with pytest.raises(policies.PolicyError, match='must be in'):
+        policies.make_policy(f'{path}:threshold=1.01')
 
 
 def test_out_of_range_features_abstain(setup, workload, tmp_path):

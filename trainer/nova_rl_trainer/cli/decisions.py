@@ -22,6 +22,7 @@ readable directory.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from nova_rl_trainer.cli import options
@@ -61,6 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.max_file_mb < 1:
         raise options.CliError('--max-file-mb must be at least 1')
+    for name in ('since', 'until'):
+        value = getattr(args, name)
+        # NaN compares false with every time: the report would silently
+        # hold no call.
+        if value is not None and not math.isfinite(value):
+            raise options.CliError(f'--{name} {value:g}: must be a Unix '
+                                   'time')
+    output.check_writable(args.report, directory=True)
     stats = decision_records.ReadStats()
     try:
         records = decision_records.iter_records(

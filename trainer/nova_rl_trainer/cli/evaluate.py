@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     specs = [s.strip() for s in args.policies.split(',') if s.strip()]
     if not specs:
         raise options.CliError('--policies is empty')
+    output.check_writable(args.json)
+    output.check_writable(args.report, directory=True)
     setup = options.setup_from_args(args)
     results = evaluation.evaluate(
         setup, specs, jobs=options.workers_from_args(args, len(specs)),

@@ -12,11 +12,13 @@ replaces or changes the scenario's cluster.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 from nova_rl_trainer.simulation.cluster import ClusterSpec
 from nova_rl_trainer.simulation import nova_weighers
 from nova_rl_trainer.simulation import objectives as objectives_mod
+from nova_rl_trainer.simulation import policies as policies_mod
 from nova_rl_trainer.simulation import scenarios as scenarios_mod
 from nova_rl_trainer.simulation.setup import Setup
 from nova_rl_trainer.simulation import simulator
@@ -227,6 +229,37 @@ def workers_from_args(args: argparse.Namespace, tasks: int) -> int:
     if args.workers < 0:
         raise CliError('--workers must be >= 1 (0: one per CPU)')
     return args.workers or max(1, min(tasks, os.cpu_count() or 1))
+
+
+#: Training options that count something: below 1 no run can use them
+#: (0 hidden units or members divide by zero, 0 for --eval-every too).
+TRAINING_COUNTS = ('members', 'hidden', 'iterations', 'eval_every',
+                   'rollout_decisions', 'vine_states', 'vine_horizon',
+                   'calibration_samples', 'family_members',
+                   'rollout_members', 'workers', 'bootstrap')
+
+
+def check_training_options(args: argparse.Namespace) -> None:
+    """CliError for ``train``'s and ``retrain``'s options that no run can
+    use, before the trace is read or OUT created: the counts of
+    :data:`TRAINING_COUNTS` the command has, ``--minutes`` (unless
+    ``--iterations`` replaces it) and the heuristics named by
+    ``--warm-start`` and ``--continuation``."""
+    for name in TRAINING_COUNTS:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.iterations is None and not (math.isfinite(args.minutes)
+                                        and args.minutes > 0):
+        raise CliError(f'--minutes {args.minutes:g}: must be a number of '
+                       'minutes > 0 (or give --iterations)')
+    for name in ('warm_start', 'continuation'):
+        value = getattr(args, name, None)
+        if value not in (None, 'auto', 'none'):
+            try:
+                policies_mod.make_policy(value)
+            except policies_mod.PolicyError as e:
+                raise CliError(f"--{name.replace('_', '-')}: {e}") from None
 
 
 def add_window_options(p) -> None:

@@ -115,6 +115,9 @@ def run_publish(args: argparse.Namespace) -> int:
         objective_options = objectives_mod.parse_options(
             args.objective_option)
         setups = _setups_from_args(args)
+        # Before the install: a --json that cannot be written afterwards
+        # would end a successful install with an error.
+        output.check_writable(args.json)
         jobs = options.workers_from_args(args, 3 * args.windows)
         result = judge.publish(
             args.candidate, args.target, objective=args.objective,

@@ -33,6 +33,7 @@ import os
 import sys
 
 from nova_rl_trainer.cli import options
+from nova_rl_trainer.cli import output
 from nova_rl_trainer.cli.telemetry_common import error
 from nova_rl_weigher import fileio
 
@@ -72,12 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.iterations is not None and args.iterations < 1:
-        raise options.CliError('--iterations must be at least 1')
+    options.check_training_options(args)
     if not os.path.isdir(args.policy):
         raise options.CliError(f'--policy {args.policy}: not a directory')
     if args.outcomes and not os.path.isfile(args.outcomes):
         raise options.CliError(f'--outcomes {args.outcomes}: no such file')
+    output.check_writable(args.out, directory=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    output.check_writable(args.json)
     setup = options.setup_from_args(args)
     results = evaluation.evaluate(setup, [args.policy], jobs=1,
                                   show_progress=not args.quiet)

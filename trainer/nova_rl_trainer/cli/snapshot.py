@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
                          'seconds')
     stop = args.at or dt.datetime.now(dt.timezone.utc)
     with Outputs(args.out, ClusterFileError) as out:
+        out.check(args.out, args.json)
         cls = sources.source_class(args.source)
         with cls.from_arguments(args) as source:
             capacities, placement_summary, warnings = _capacities(

@@ -9,6 +9,7 @@ one-line errors and warnings.
     add_source_option(p)         # --source NAME, then NAME's own options
     ...
     with Outputs(args.out) as out:
+        out.check(args.out, args.json)
         ...                      # read, write args.out
         out.write_json(args.json, summary)
     if out.failed:
@@ -125,8 +126,16 @@ class Outputs:
     def __init__(self, path: str, *errors: type[Exception]) -> None:
         #: The file being written, for ``cannot write``.
         self.writing = path
-        self.errors = (sources.SourceError, *errors)
+        self.errors = (sources.SourceError, output.OutputError, *errors)
         self.failed = False
+
+    def check(self, *paths: str | None) -> None:
+        """Each output path (None: not asked for) can be written
+        (:func:`output.check_writable`), before the source is read: a
+        mistyped ``--json`` then costs no reading and leaves no ``--out``
+        written without its summary."""
+        for path in paths:
+            output.check_writable(path)
 
     def write_json(self, path: str | None, doc: Any) -> None:
         """``doc`` to ``path`` (``--json``) when one is given."""

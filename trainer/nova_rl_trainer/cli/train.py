@@ -12,6 +12,7 @@ import os
 import sys
 
 from nova_rl_trainer.cli import options
+from nova_rl_trainer.cli import output
 from nova_rl_trainer.simulation import family as family_mod
 from nova_rl_trainer.simulation import fanout
 
@@ -101,14 +102,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         from nova_rl_trainer.learning import env as env_mod
         from nova_rl_trainer.learning import ppo
         from nova_rl_trainer.learning import train
+        options.check_training_options(args)
+        output.check_writable(args.out, directory=True)
         setup = options.setup_from_args(args)
         # One objective for every environment: a constrained objective's
         # multipliers, set by the trainer, then hold everywhere.
         objective = setup.make_objective()
-        for name in ('family_members', 'rollout_members', 'workers'):
-            if getattr(args, name) < 1:
-                raise options.CliError(f"--{name.replace('_', '-')} must be "
-                                       'at least 1')
         limit = args.shield_max_cpu_peak
         if limit is not None and not 0 < limit <= 1:
             raise options.CliError('--shield-max-cpu-peak must be in (0, 1], '

@@ -181,7 +181,9 @@ def snapshot(src: str) -> Snapshot:
     anything the files hold); the caller removes the copy's parent
     (``os.path.dirname(snapshot.path)``)."""
     if not os.path.isdir(src):
-        raise artifact_mod.ArtifactError(f'{src}: directory not found')
+        raise artifact_mod.ArtifactError(
+            f'{src}: not a directory' if os.path.lexists(src)
+            else f'{src}: directory not found')
     parent = tempfile.mkdtemp(prefix='nova-rl-publish-')
     copy = os.path.join(parent, 'artifact')
     try:

@@ -227,6 +227,12 @@ def publish(candidate: str, target: str, *,
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise PublishError('threshold must be in [0, 1], as '
                            '[rl_weigher] confidence_threshold')
+    if multiplier is not None and not (math.isfinite(multiplier)
+                                       and multiplier >= 0):
+        # Nova ignores such a weight_multiplier: the verdict would be on
+        # a configuration that never runs.
+        raise PublishError('multiplier must be a finite number >= 0, as '
+                           '[rl_weigher] weight_multiplier')
     target = pv.normalise(target)
     try:
         state = pv.inspect(target)

@@ -43,6 +43,7 @@ Options go after a colon: ``nova-default:num_instances=-1``,
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -64,6 +65,12 @@ class Baseline:
             raise ValueError(f'policy {self.name!r} has no option '
                              f"{', '.join(sorted(unknown))}; options: "
                              f'{allowed}')
+        bad = sorted(k for k, v in options.items() if not math.isfinite(v))
+        if bad:
+            # A NaN weight or target ranks every host NaN: the lowest
+            # index would win every decision, silently.
+            raise ValueError(f'policy {self.name!r}: option {bad[0]} must '
+                             'be a finite number')
         self.settings = {**self.options, **options}
         self.sim = None
 

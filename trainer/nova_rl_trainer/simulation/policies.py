@@ -32,6 +32,7 @@ usage columns from the simulated usage snapshot.
 from __future__ import annotations
 
 import collections
+import math
 import os
 from typing import Callable
 
@@ -134,12 +135,33 @@ def _floats(spec: str, options: dict[str, str]) -> dict[str, float]:
     return out
 
 
+#: The ``[rl_weigher]`` option each artifact policy option stands for,
+#: and its range: Nova refuses a threshold or canary share outside it at
+#: start and ignores such a multiplier, so simulating one would judge a
+#: configuration that never runs.
+_RANGES = {'threshold': ('confidence_threshold', 0.0, 1.0),
+           'multiplier': ('weight_multiplier', 0.0, math.inf),
+           'canary': ('canary_percent', 0.0, 100.0)}
+
+
+def _check_ranges(spec: str, numbers: dict[str, float]) -> None:
+    for key, value in numbers.items():
+        conf_name, low, high = _RANGES[key]
+        if not (math.isfinite(value) and low <= value <= high):
+            within = (f'a finite number >= {low:g}' if high == math.inf
+                      else f'in [{low:g}, {high:g}]')
+            raise PolicyError(f'policy {spec!r}: option {key}={value:g} '
+                              f'must be {within}, as [rl_weigher] '
+                              f'{conf_name}')
+
+
 def make_policy(spec: str):
     """A fresh policy object for ``spec`` (one per simulation)."""
     name, options = split_spec(spec)
     if name in baselines.BASELINES:
+        numbers = _floats(spec, options)   # its own error, named once
         try:
-            return baselines.BASELINES[name](**_floats(spec, options))
+            return baselines.BASELINES[name](**numbers)
         except (TypeError, ValueError) as e:
             raise PolicyError(f'policy {spec!r}: {e}') from None
     if name == BUNDLED:
@@ -160,6 +182,7 @@ def make_policy(spec: str):
         raise PolicyError(f'policy {spec!r}: unknown option(s) '
                           + ', '.join(sorted(unknown))
                           + '; options: mode, ' + ', '.join(ARTIFACT_OPTIONS))
+    _check_ranges(spec, numbers)
     try:
         loaded = artifact_mod.load_artifact(path)
     except artifact_mod.ArtifactError as e:
