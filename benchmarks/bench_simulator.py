@@ -18,6 +18,10 @@ artifact policy several times slower and erratic on a shared machine).
 Run: ``python benchmarks/bench_simulator.py`` (about two minutes;
 ``--hours 24`` for a quicker look, ``--full`` for the whole 5.7 days,
 ``--profile`` to print where the gated artifact policy's time goes).
+The bundled policy reads feature schema v1; ``--artifact PATH`` adds a
+policy artifact of one's own, gated, on the same window (a schema v2 one,
+such as the main job's ``out/main/policy``, also pays for the v2 signals'
+bookkeeping), and is the one ``--profile`` profiles.
 """
 
 from __future__ import annotations
@@ -43,8 +47,11 @@ def main() -> int:
                         help='window for the feature-matrix paths')
     parser.add_argument('--blas-threads', type=int, default=1,
                         help='BLAS threads (default 1; 0: leave as is)')
+    parser.add_argument('--artifact', metavar='PATH',
+                        help='also a policy artifact of your own, gated')
     parser.add_argument('--profile', action='store_true',
-                        help='profile the gated artifact policy run')
+                        help='profile the gated artifact policy run '
+                        '(--artifact if given, else the bundled one)')
     args = parser.parse_args()
     if args.blas_threads > 0:
         # Read by numpy's BLAS when it loads: before the imports below.
@@ -110,15 +117,22 @@ def main() -> int:
         profiler = cProfile.Profile()
     ref = [play(swl, sc.cluster, 'best-fit') for _ in range(5)]
     rows = []
-    for name in ('bundled', 'bundled:mode=raw'):
+    names = ['bundled', 'bundled:mode=raw']
+    if args.artifact:
+        names.append(args.artifact)
+    profiled = args.artifact or 'bundled'
+    for name in names:
         rows.append((name, *play(swl, sc.cluster, name,
-                                 profiler if name == 'bundled' else None)))
+                                 profiler if name == profiled else None)))
     ref += [play(swl, sc.cluster, 'best-fit') for _ in range(5)]
     bf_wall = statistics.median(r[0] for r in ref)
     bf_cpu = statistics.median(r[1] for r in ref)
     print(f"{'best-fit':<20}{bf_wall:>12,.0f}{1.0:>11.2f}{bf_cpu:>11,.0f}"
           f"{1.0:>11.2f}{statistics.median(r[2] for r in ref):>9.2f}")
     for name, rate, cpu_rate, wall, m in rows:
+        if name == args.artifact:
+            print(f'{args.artifact} (gated):')
+            name = ''
         print(f'{name:<20}{rate:>12,.0f}{rate / bf_wall:>11.3f}'
               f'{cpu_rate:>11,.0f}{cpu_rate / bf_cpu:>11.3f}{wall:>9.2f}'
               f"   acting on {m['applied_fraction']:.0%}")
@@ -148,7 +162,7 @@ def main() -> int:
 
     if profiler is not None:
         import pstats
-        print('\nprofile of the gated artifact policy run (by own time):')
+        print(f'\nprofile of the gated run of {profiled} (by own time):')
         pstats.Stats(profiler).sort_stats('tottime').print_stats(20)
     return 0
 

@@ -444,8 +444,10 @@ _LOG_SCALE = np.array([[1.0], [1024.0]])               # vCPUs, RAM in GiB
 
 
 def _zero_where_not(out: np.ndarray, ok: np.ndarray) -> None:
+    # copyto rather than a boolean index: a third of the cost where many
+    # are not (hosts without a remaining-life estimate).
     if np.count_nonzero(ok) != ok.size:
-        out[~np.broadcast_to(ok, out.shape)] = 0.0
+        np.copyto(out, 0.0, where=~ok)
 
 
 def compute_matrix(c: HostColumns, request: RequestView,

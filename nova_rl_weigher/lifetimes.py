@@ -53,6 +53,13 @@ def lifetime_stats(sorted_s: Sequence[float]) -> Lifetime | None:
                     float(sorted_s[_rank(n, 0.9)]), float(n))
 
 
+def _floats(values: Iterable[float]) -> np.ndarray:
+    # An array as it is (np.fromiter walks it one element at a time).
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64, copy=False)
+    return np.fromiter(values, dtype=np.float64)
+
+
 def sibling_lifetime(ended_s: Iterable[float],
                      alive_ages_s: Iterable[float]) -> Lifetime | None:
     """The lifetimes of a request's siblings, some still running.
@@ -62,11 +69,12 @@ def sibling_lifetime(ended_s: Iterable[float],
     when it falls on a running sibling, is the oldest running sibling's
     age (a lower bound), and never below the median.
     """
-    ended = np.sort(np.fromiter(ended_s, dtype=np.float64))
-    ages = np.fromiter(alive_ages_s, dtype=np.float64)
+    ended = _floats(ended_s)
+    ages = _floats(alive_ages_s)
     n = ended.shape[0] + ages.shape[0]
     if not n or _rank(n, 0.5) >= ended.shape[0]:
-        return None
+        return None     # usually: siblings are seconds to minutes old
+    ended = np.sort(ended)
     median = float(ended[_rank(n, 0.5)])
     k = _rank(n, 0.9)
     p90 = float(ended[k]) if k < ended.shape[0] else \

@@ -217,7 +217,8 @@ class Scorer:
             policy, x, scores, settings=settings, snapshot_status=snap_status,
             snapshot_detail=snap_detail, elapsed_ms=elapsed_ms,
             instance_uuid=request.instance_uuid, error=error,
-            nova_config=nova_config)
+            nova_config=nova_config,
+            standing=None if policy is None else (standing, note))
         verdict, detail = decision.verdict, decision.detail
         reason = verdict if settings.mode == 'gated' else gate.MODE_SHADOW
         applied = reason == gate.APPLIED

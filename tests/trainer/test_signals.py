@@ -150,6 +150,44 @@ def test_busy_period_is_kept_exactly_and_clones_are_independent():
         sum(len(sim.holdings(h)) for h in range(sim.n_hosts)) + 1
 
 
+def _remaining_of_every_host(sim):
+    """host_signals' remaining life of every host, and what
+    features.host_remaining_s makes of the VMs each holds."""
+    hosts = np.arange(sim.n_hosts)
+    got = sim.host_signals(hosts)[4]
+    want = np.maximum([features.host_remaining_s(
+        sim.now, [(s, life) for _, s, life in sim.holdings(h)])
+        for h in hosts.tolist()], 0.0)
+    return np.nan_to_num(got, nan=-1.0), np.nan_to_num(want, nan=-1.0)
+
+
+def test_busy_ends_of_every_host_over_a_day_started_late():
+    """Every host's busy end (kept per VM estimate, re-predicted only as
+    each is outlived) equals features.host_remaining_s of what it holds,
+    through departures of the VMs holding the extremes, hosts not read for
+    hours, a clone, and signals started half a day into the run."""
+    from nova_rl_trainer.simulation import policies
+    from nova_rl_trainer.simulation import scenarios
+    sc = scenarios.get_scenario('azure-v1-test')
+    trace = sc.load_trace(0).window(0.0, 24 * 3600.0)
+    sim = simulator.Simulation(simulator.Workload(trace, 0), sc.cluster)
+    sim.enable_usage()
+    policy = policies.make_policy('nova-pack')
+    sim.play(policy, until_s=12 * 3600.0)
+    sim.keep_signals()
+    checked = 0
+    for hour in range(13, 25):
+        sim.play(policy, until_s=hour * 3600.0)
+        got, want = _remaining_of_every_host(sim)
+        np.testing.assert_array_equal(got, want)
+        checked += int((want > 0).sum())
+        if hour == 18:
+            clone = sim.clone()
+            clone.play(policy, until_s=20 * 3600.0)
+            np.testing.assert_array_equal(*_remaining_of_every_host(clone))
+    assert checked > 1000
+
+
 def test_a_v1_only_run_keeps_no_signals():
     wl = simulator.Workload(make_trace(ROWS), 0)
     sim = simulator.Simulation(wl, small_cluster(hosts=2))

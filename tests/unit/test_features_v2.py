@@ -135,6 +135,13 @@ def test_lifetime_stats_and_siblings():
     sib = features.sibling_lifetime([30.0, 10.0, 20.0], [])
     assert (sib.median_s, sib.p90_s) == (20.0, 30.0)
     assert features.sibling_lifetime([], []) is None
+    # Arrays (the simulator's) as any iterable, generators too.
+    for ended, ages in (([10.0, 20.0], [50.0]), ([30.0, 10.0, 20.0], []),
+                        ([10.0], [50.0, 60.0]), ([], [])):
+        want = features.sibling_lifetime(ended, ages)
+        assert features.sibling_lifetime(np.array(ended),
+                                         np.array(ages)) == want
+        assert features.sibling_lifetime(iter(ended), iter(ages)) == want
 
 
 def test_matrix_of_each_schema():

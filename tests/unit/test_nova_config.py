@@ -173,6 +173,30 @@ def test_mismatch_abstains_and_says_what_differs(tmp_path):
         == gate.NOVA_CONFIG_MISMATCH
 
 
+def test_a_standing_verdict_passed_in_decides_as_computed(tmp_path):
+    """The scorer and the simulator hand decide() the standing verdict they
+    already hold: the same decision as decide() computing it."""
+    policy = artifact.load_artifact(write(tmp_path / 'p', PACK))
+    x, scores = matrix(policy)
+    never = gate.GateSettings(confidence_threshold=None)
+    for running in (None, NOVA_PACK, NOVA_DEFAULT):
+        for settings in (gate.DEFAULT_SETTINGS, never,
+                         gate.GateSettings(confidence_threshold=1.0)):
+            for s in (scores, None):
+                want = gate.decide(policy, x, s, settings=settings,
+                                   nova_config=running)
+                got = gate.decide(
+                    policy, x, s, settings=settings, nova_config=running,
+                    standing=gate.standing_verdict(policy, settings,
+                                                   running))
+                assert dataclasses.replace(got, weights=None) == \
+                    dataclasses.replace(want, weights=None)
+                if want.weights is None:
+                    assert got.weights is None
+                else:
+                    np.testing.assert_array_equal(got.weights, want.weights)
+
+
 def test_match_applies(tmp_path):
     for record, running in ((PACK, NOVA_PACK), (DEFAULT, NOVA_DEFAULT)):
         policy = artifact.load_artifact(write(tmp_path / record['name'],

@@ -73,7 +73,10 @@ class Candidates:
         give over this candidate set: the input of
         ``features.matrix_from_inputs``."""
         cand = np.flatnonzero(fit)
-        sub = self.cols[:, cand]
+        # take, not self.cols[:, cand]: that indexing returns the rows
+        # interleaved (Fortran order), which made every row the feature
+        # matrix reads a strided one (a fifth of its time).
+        sub = self.cols.take(cand, axis=1)
         sub[COLUMN['nova_weight']] = nova_weighers.combined_weights(
             sub[COLUMN['ram_free_mb']],
             sub[COLUMN['vcpus_total']] * sub[COLUMN['cpu_allocation_ratio']]

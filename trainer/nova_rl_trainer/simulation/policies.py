@@ -275,13 +275,15 @@ class ArtifactPolicy(FeaturePolicy):
         self.abstained: collections.Counter[str] = collections.Counter()
         self._vm = -1
         self.nova_config: gate.NovaConfig | None = None
-        self._standing = ''
+        # gate.standing_verdict for the bound simulation (set by bind):
+        # it holds for the whole run.
+        self._standing: tuple[str, str] = ('', '')
 
     def bind(self, sim) -> None:
         super().bind(sim)
         name = getattr(getattr(sim, 'config', None), 'nova_weighers', None)
         self.nova_config = nova_config(name) if name is not None else None
-        self._standing, _ = gate.standing_verdict(
+        self._standing = gate.standing_verdict(
             self.policy, self.gate_settings, self.nova_config)
 
     def choose(self, vm: int, fit: np.ndarray) -> int:
@@ -303,11 +305,12 @@ class ArtifactPolicy(FeaturePolicy):
             return shield.best_within(self.policy.shield_limit, x,
                                       self.policy.score(x).mean(axis=0))
         # Not scored when it will not act anyway (decide says why).
-        scores = None if self._standing else self.policy.score(x)
+        scores = None if self._standing[0] else self.policy.score(x)
         d = gate.decide(
             self.policy, x, scores, settings=self.gate_settings,
             snapshot_status='fresh' if self.sim.needs_usage else 'none',
-            instance_uuid=self.instance_uuid(), nova_config=self.nova_config)
+            instance_uuid=self.instance_uuid(), nova_config=self.nova_config,
+            standing=self._standing)
         if not d.applied:
             self.abstained[d.verdict] += 1
             return int(np.argmax(nova_weight))

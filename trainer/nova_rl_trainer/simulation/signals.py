@@ -15,8 +15,12 @@ simulator takes from its simulated past, through the same definitions in
 * each host's expected remaining busy time: each VM is predicted from the
   statistics when it was placed and re-predicted as it outlives its
   estimate (``lifetimes.expected_end_s``). Those estimates only change at
-  the instants a VM outlives one, so a host's busy end is kept and
-  recomputed only when a VM leaves or the earliest estimate passes.
+  the instants a VM outlives one, so each VM's estimate is kept, with a
+  heap per host of its VMs' estimates (earliest first): when the earliest
+  passes, only the VMs outlived are re-predicted (a host holds tens of
+  VMs, and recomputing them all was most of a late decision's time); the
+  host's busy end (the latest estimate) is only recomputed when the VM
+  holding it leaves.
 
 Everything is kept only with the usage snapshot, from the first v2 feature
 matrix a policy asks for (usually the first request: a run whose policies
@@ -28,6 +32,7 @@ them).
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 
 import numpy as np
@@ -44,10 +49,21 @@ class PlacementSignals:
         h = self.n_hosts
         self._life_on = False
         # Per host: end of its busy period (-inf empty, NaN none of its
-        # VMs predicted), the earliest estimate to be outlived, and its VMs.
+        # VMs predicted), the earliest estimate to be outlived, its VMs
+        # (a dict as an ordered set: placement order, O(1) removal) and
+        # the heap of its predicted VMs' (estimate, VM), where a departed
+        # VM's entry stays until it comes to the top.
         self._busy_end = np.full(h, -np.inf)
         self._next_change = np.full(h, np.inf)
-        self._host_vms: list[list[int]] | None = None
+        self._host_vms: list[dict[int, None]] | None = None
+        self._end_heaps: list[list[tuple[float, int]]] | None = None
+        # Each running predicted VM's current estimate of its end.
+        self._vm_end: dict[int, float] = {}
+        # The last request's prediction (VM, time, lifetime): asked for
+        # its features, then again when it is placed, at the same time.
+        self._last_prediction: tuple[int, float,
+                                     lifetimes_mod.Lifetime | None] = (
+            -1, math.nan, None)
         # Each VM's placement time (NaN: not placed, or rejected).
         self._vm_start = np.full(len(self.workload), np.nan)
         # Running VMs' (start, lifetime distribution or None).
@@ -68,28 +84,40 @@ class PlacementSignals:
         immutable (floats, ints, frozen :class:`lifetimes.Lifetime`), so a
         copy of each container is a deep copy."""
         out: dict[int, object] = {
-            id(self._vm_life): dict(self._vm_life)}
+            id(self._vm_life): dict(self._vm_life),
+            id(self._vm_end): dict(self._vm_end)}
         for table in (self._by_project, self._by_flavor, self._by_pair):
             out[id(table)] = {k: v.copy() for k, v in table.items()}
-        if self._host_vms is not None:
-            out[id(self._host_vms)] = [v.copy() for v in self._host_vms]
+        for per_host in (self._host_vms, self._end_heaps):
+            if per_host is not None:
+                out[id(per_host)] = [v.copy() for v in per_host]
         return out
 
     def _start_signals(self) -> None:
         """Keep the lifetime signals from now on, with what was placed so
         far (VMs are placed at their arrival)."""
         self._life_on = True
-        self._host_vms = [[] for _ in range(self.n_hosts)]
+        self._host_vms = [{} for _ in range(self.n_hosts)]
+        self._end_heaps = [[] for _ in range(self.n_hosts)]
         tr = self.workload.trace
         arrived = tr.arrival_s <= self.now
         ran = arrived & ((self.host_of >= 0) | (tr.departure_s <= self.now))
         self._vm_start[ran] = tr.arrival_s[ran]
+        now = self.now
         for vm in np.flatnonzero(self.host_of >= 0).tolist():
-            self._host_vms[self.host_of[vm]].append(vm)
-            self._vm_life[vm] = (float(tr.arrival_s[vm]),
-                                 self._predict_instance(vm))
+            host = int(self.host_of[vm])
+            start = float(tr.arrival_s[vm])
+            life = self._predict_instance(vm)
+            self._host_vms[host][vm] = None
+            self._vm_life[vm] = (start, life)
+            if life is not None:
+                end = lifetimes_mod.expected_end_s(start, now, life)
+                self._vm_end[vm] = end
+                self._end_heaps[host].append((end, vm))
         for h in range(self.n_hosts):
-            self._refresh_host(h)
+            heapq.heapify(self._end_heaps[h])
+            self._busy_end[h] = self._latest_end(h)
+            self._settle(h)
 
     def _ensure_signals(self) -> bool:
         """Whether the signals are kept (started at the first ask, with
@@ -105,13 +133,15 @@ class PlacementSignals:
         life = self._predict_instance(vm)
         self._vm_start[vm] = now
         self._vm_life[vm] = (now, life)
-        self._host_vms[host].append(vm)
+        self._host_vms[host][vm] = None
         end = self._busy_end[host]
         if life is None:
             if end == -np.inf:
                 self._busy_end[host] = np.nan
             return
         new = lifetimes_mod.expected_end_s(now, now, life)
+        self._vm_end[vm] = new
+        heapq.heappush(self._end_heaps[host], (new, vm))
         if not new <= end:       # also when end is NaN
             self._busy_end[host] = new
         if new < self._next_change[host]:
@@ -119,41 +149,75 @@ class PlacementSignals:
 
     def _signals_released(self, vm: int, host: int) -> None:
         vms = self._host_vms[host]
-        vms.remove(vm)
-        start, life = self._vm_life.pop(vm)
-        now = self.now
+        del vms[vm]
+        del self._vm_life[vm]
+        end = self._vm_end.pop(vm, None)
+        heap = self._end_heaps[host]
         if not vms:
             self._busy_end[host] = -np.inf
             self._next_change[host] = np.inf
-        elif life is not None and self._next_change[host] > now:
-            # The host's estimates are current (else it is refreshed when
-            # read): only a VM at one of its extremes changes them.
-            end = lifetimes_mod.expected_end_s(start, now, life)
-            if not end < self._busy_end[host] \
-                    or end <= self._next_change[host]:
-                self._refresh_host(host)
+            heap.clear()
+            return
+        if len(heap) > 2 * len(vms) + 16:
+            # Departed VMs' entries only leave from the top, as a host is
+            # read: keep the heap (copied by every clone) in proportion.
+            heap[:] = [e for e in heap if e[1] in self._vm_end]
+            heapq.heapify(heap)
+        if end is None:
+            return
+        # Only a VM at one of the host's extremes changes them (its
+        # estimate may be outlived, on a host refreshed when read: the
+        # busy end stays the latest kept estimate, as the refresh needs).
+        if not end < self._busy_end[host]:
+            self._busy_end[host] = self._latest_end(host)
+        if end <= self._next_change[host]:
+            self._settle(host)
 
     # -- state --------------------------------------------------------------
 
-    def _refresh_host(self, host: int) -> None:
-        """Recompute a host's busy end and next change from its VMs."""
-        now = self.now
+    def _latest_end(self, host: int) -> float:
+        """The latest kept estimate of the host's VMs (-inf empty, NaN
+        none predicted)."""
         vms = self._host_vms[host]
         best = -np.inf if not vms else np.nan
-        nxt = np.inf
+        ends = self._vm_end
+        for vm in vms:
+            end = ends.get(vm)
+            if end is not None and not end <= best:
+                best = end
+        return best
+
+    def _settle(self, host: int) -> None:
+        """Drop departed VMs' entries off the top of the host's heap; the
+        earliest estimate left is its next change."""
+        heap = self._end_heaps[host]
+        ends = self._vm_end
+        while heap and heap[0][1] not in ends:
+            heapq.heappop(heap)
+        self._next_change[host] = heap[0][0] if heap else np.inf
+
+    def _refresh_host(self, host: int) -> None:
+        """Re-predict the host's VMs whose estimate has passed (its next
+        change is due): as if every VM's estimate were recomputed now, the
+        others' being unchanged until they pass."""
+        now = self.now
+        heap = self._end_heaps[host]
+        ends = self._vm_end
         lives = self._vm_life
         end_of = lifetimes_mod.expected_end_s
-        for vm in vms:
+        best = self._busy_end[host]
+        while heap and heap[0][0] <= now:
+            _, vm = heapq.heappop(heap)
+            if vm not in ends:
+                continue        # departed
             start, life = lives[vm]
-            if life is None:
-                continue
             end = end_of(start, now, life)
+            ends[vm] = end
+            heapq.heappush(heap, (end, vm))
             if not end <= best:
                 best = end
-            if end < nxt:
-                nxt = end
         self._busy_end[host] = best
-        self._next_change[host] = nxt
+        self._settle(host)
 
     def _read_completed(self) -> None:
         """Add the lifetimes of the placed VMs departed by now."""
@@ -182,15 +246,21 @@ class PlacementSignals:
     def _predict_instance(self, vm: int) -> lifetimes_mod.Lifetime | None:
         """A VM's lifetime distribution: project and flavor, else project,
         else flavor (``lifetimes.Lifetimes.for_instance``'s order)."""
+        last_vm, last_now, life = self._last_prediction
+        if last_vm == vm and last_now == self.now:
+            return life     # the statistics read up to now already
         self._read_completed()
         p = int(self.workload.trace.project[vm])
         f = int(self.workload.life.flavor[vm])
+        life = None
         for table, key in ((self._by_pair, (p, f)), (self._by_project, p),
                            (self._by_flavor, f)):
             values = table.get(key)
             if values:
-                return lifetimes_mod.lifetime_stats(values)
-        return None
+                life = lifetimes_mod.lifetime_stats(values)
+                break
+        self._last_prediction = (vm, self.now, life)
+        return life
 
     def _siblings(self, vm: int) -> lifetimes_mod.Lifetime | None:
         """The lifetimes of the project's placed requests of the last
@@ -199,10 +269,13 @@ class PlacementSignals:
         now = self.now
         p = int(self.workload.trace.project[vm])
         lo, hi = index.project_start[p], index.project_start[p + 1]
-        arrivals = index.project_arrival
-        first = lo + int(np.searchsorted(
-            arrivals[lo:hi], now - lifetimes_mod.SIBLING_WINDOW_S))
-        others = index.project_vms[first:hi]
+        arrivals = index.project_arrival[lo:hi]
+        # Arrivals of the window up to now: a VM is placed at its arrival,
+        # so none after now has run (a batch project has thousands).
+        first = int(np.searchsorted(
+            arrivals, now - lifetimes_mod.SIBLING_WINDOW_S))
+        last = int(np.searchsorted(arrivals, now, side='right'))
+        others = index.project_vms[lo + first:lo + last]
         start = self._vm_start[others]
         # Placed ones only (not rejected, not the request itself).
         placed = ~np.isnan(start) & (others != vm)
@@ -238,8 +311,10 @@ class PlacementSignals:
         for h in stale.tolist():
             self._refresh_host(h)
         out = np.empty((len(features.SIGNAL_COLUMNS), cand.shape[0]))
-        out[0:2] = self.sample_alloc[:, cand]
-        out[2:4] = self.host_peaks[:, cand]
+        # take: [:, cand] would gather column by column (four times as
+        # long).
+        out[0:2] = self.sample_alloc.take(cand, axis=1)
+        out[2:4] = self.host_peaks.take(cand, axis=1)
         np.subtract(self._busy_end[cand], now, out=out[4])
         np.maximum(out[4], 0.0, out=out[4])
         return out
