@@ -245,16 +245,28 @@ def list_opts():
     return [(rl_weigher_group, rl_weigher_opts)]
 
 
+def _opt(name: str) -> cfg.Opt:
+    for opt in rl_weigher_opts:
+        if opt.dest == name:
+            return opt
+    raise KeyError(f'no [{GROUP}] option {name!r}')
+
+
 def default(name: str):
     """The default of option ``name``, read from its definition above.
 
     The one place each default lives: ``scorer.Settings``, the gate and the
     trainer's simulator read it from here rather than repeating it.
     """
-    for opt in rl_weigher_opts:
-        if opt.dest == name:
-            return opt.default
-    raise KeyError(f'no [{GROUP}] option {name!r}')
+    return _opt(name).default
+
+
+def bounds(name: str) -> tuple[float | None, float | None]:
+    """The ``(min, max)`` of numeric option ``name`` (None: unbounded),
+    from its definition above, for the trainer to refuse what Nova would.
+    """
+    kind = _opt(name).type
+    return kind.min, kind.max
 
 
 CONF = cfg.CONF

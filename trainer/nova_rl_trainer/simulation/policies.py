@@ -136,17 +136,19 @@ def _floats(spec: str, options: dict[str, str]) -> dict[str, float]:
 
 
 #: The ``[rl_weigher]`` option each artifact policy option stands for,
-#: and its range: Nova refuses a threshold or canary share outside it at
-#: start and ignores such a multiplier, so simulating one would judge a
-#: configuration that never runs.
-_RANGES = {'threshold': ('confidence_threshold', 0.0, 1.0),
-           'multiplier': ('weight_multiplier', 0.0, math.inf),
-           'canary': ('canary_percent', 0.0, 100.0)}
+#: whose range (:func:`conf.bounds`) it must keep: Nova refuses a threshold
+#: or canary share outside it at start and ignores such a multiplier, so
+#: simulating one would judge a configuration that never runs.
+_CONF_OPTION = {'threshold': 'confidence_threshold',
+                'multiplier': 'weight_multiplier',
+                'canary': 'canary_percent'}
 
 
 def _check_ranges(spec: str, numbers: dict[str, float]) -> None:
     for key, value in numbers.items():
-        conf_name, low, high = _RANGES[key]
+        conf_name = _CONF_OPTION[key]
+        low, high = conf.bounds(conf_name)
+        high = math.inf if high is None else high
         if not (math.isfinite(value) and low <= value <= high):
             within = (f'a finite number >= {low:g}' if high == math.inf
                       else f'in [{low:g}, {high:g}]')
