@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with Outputs(args.out, json=args.json) as out:
+    with Outputs(args.out) as out:
+        out.check(args.out, args.json)
         cluster, found = placement.read_cluster(placement.connect(args))
         os.makedirs(os.path.dirname(os.path.abspath(args.out)),
                     exist_ok=True)

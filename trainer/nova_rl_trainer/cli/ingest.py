@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with Outputs(args.out, json=args.json) as out:
+    with Outputs(args.out) as out:
+        out.check(args.out, args.json)
         cls = sources.source_class(args.source)
         with cls.from_arguments(args) as source:
             result = ingest_mod.ingest(source, args.start, args.stop)

@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
                                                  args.until)]
     except OSError as e:
         return error(f'--decisions {args.decisions}: {e.strerror or e}')
-    with Outputs(args.out, ClusterFileError, json=args.json) as out:
+    with Outputs(args.out, ClusterFileError) as out:
+        out.check(args.out, args.json)
         cluster = ClusterSpec.from_file(args.cluster)
         config = SimConfig(hot_threshold=args.hot_threshold)
         cls = sources.source_class(args.source)

@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
             return error(f'{name} {value:g}: must be a positive number of '
                          'seconds')
     stop = args.at or dt.datetime.now(dt.timezone.utc)
-    with Outputs(args.out, ClusterFileError, json=args.json) as out:
+    with Outputs(args.out, ClusterFileError) as out:
+        out.check(args.out, args.json)
         cls = sources.source_class(args.source)
         with cls.from_arguments(args) as source:
             capacities, placement_summary, warnings = _capacities(

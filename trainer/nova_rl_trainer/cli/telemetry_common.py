@@ -8,7 +8,8 @@ one-line errors and warnings.
     p = sub.add_parser('ingest', ...)
     add_source_option(p)         # --source NAME, then NAME's own options
     ...
-    with Outputs(args.out, json=args.json) as out:
+    with Outputs(args.out) as out:
+        out.check(args.out, args.json)
         ...                      # read, write args.out
         out.write_json(args.json, summary)
     if out.failed:
@@ -122,13 +123,19 @@ class Outputs:
     whole urllib3 error, and the one-line error at the end says what
     failed."""
 
-    def __init__(self, path: str, *errors: type[Exception],
-                 json: str | None = None) -> None:
+    def __init__(self, path: str, *errors: type[Exception]) -> None:
         #: The file being written, for ``cannot write``.
         self.writing = path
         self.errors = (sources.SourceError, output.OutputError, *errors)
         self.failed = False
-        self._paths = (path, json)
+
+    def check(self, *paths: str | None) -> None:
+        """Each output path (None: not asked for) can be written
+        (:func:`output.check_writable`), before the source is read: a
+        mistyped ``--json`` then costs no reading and leaves no ``--out``
+        written without its summary."""
+        for path in paths:
+            output.check_writable(path)
 
     def write_json(self, path: str | None, doc: Any) -> None:
         """``doc`` to ``path`` (``--json``) when one is given."""
@@ -137,12 +144,6 @@ class Outputs:
             output.write_json(path, doc)
 
     def __enter__(self) -> 'Outputs':
-        # Both outputs (``--json``: None when not asked for) checked before
-        # the source is read: a mistyped ``--json`` then costs no reading
-        # and leaves no ``--out`` written without its summary. An
-        # OutputError here is the CLI's one-line error, exit status 2.
-        for path in self._paths:
-            output.check_writable(path)
         logging.getLogger('keystoneauth').setLevel(logging.ERROR)
         return self
 
