@@ -148,3 +148,20 @@ def test_command_line_checks_the_shield(monkeypatch, tmp_path):
     for bad in ('0', '1.5', 'nan'):
         assert cli.main(base + ['--shield-max-cpu-peak', bad]) == 2
     assert [c.shield_max_cpu_peak for c in seen] == [None, 0.7]
+
+
+def test_command_line_passes_the_imitation_budget(monkeypatch, tmp_path,
+                                                  capsys):
+    from nova_rl_trainer import cli
+    seen = record_train_configs(monkeypatch)
+    base = ['train', '--scenario', 'azure-v1-small', '--iterations', '1',
+            '--out', str(tmp_path), '--quiet']
+    assert cli.main(base) == 0
+    assert cli.main(base + ['--imitation-steps', '2000',
+                            '--imitation-decisions', '5000']) == 0
+    assert [(c.imitation_steps, c.imitation_decisions) for c in seen] == [
+        (200, 20000), (2000, 5000)]
+    for option in ('--imitation-steps', '--imitation-decisions'):
+        assert cli.main(base + [option, '0']) == 2
+        assert f'{option} must be at least 1' in capsys.readouterr().err
+    assert len(seen) == 2

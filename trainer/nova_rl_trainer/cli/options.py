@@ -236,7 +236,8 @@ def workers_from_args(args: argparse.Namespace, tasks: int) -> int:
 TRAINING_COUNTS = ('members', 'hidden', 'iterations', 'eval_every',
                    'rollout_decisions', 'vine_states', 'vine_horizon',
                    'calibration_samples', 'family_members',
-                   'rollout_members', 'workers', 'bootstrap')
+                   'rollout_members', 'workers', 'bootstrap',
+                   'imitation_steps', 'imitation_decisions')
 
 
 def check_training_options(args: argparse.Namespace) -> None:

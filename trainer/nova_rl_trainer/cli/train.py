@@ -32,6 +32,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--warm-start', default='auto', metavar='HEURISTIC',
                    help="imitate this baseline first; 'auto' picks per "
                         "objective, 'none' starts from scratch")
+    p.add_argument('--imitation-steps', type=int, default=200, metavar='N',
+                   help='gradient steps (batches of 128 decisions) of the '
+                        'warm start\'s imitation (default %(default)s: a '
+                        'rough copy, enough for PPO to start from; a '
+                        'heuristic that ranks by a formula of the features, '
+                        'such as load-aware, takes about 2000 to copy '
+                        'closely)')
+    p.add_argument('--imitation-decisions', type=int, default=20000,
+                   metavar='N',
+                   help="the heuristic's decisions imitated, shared "
+                        'equally among the family members (default '
+                        '%(default)s)')
     p.add_argument('--members', type=int, default=5)
     p.add_argument('--hidden', type=int, default=32)
     p.add_argument('--rollout-decisions', type=int, default=1024)
@@ -124,7 +136,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             hidden=args.hidden, minutes=None if args.iterations else
             args.minutes, iterations=args.iterations,
             warm_start=None if args.warm_start == 'none' else
-            args.warm_start, calibration_samples=args.calibration_samples,
+            args.warm_start, imitation_steps=args.imitation_steps,
+            imitation_decisions=args.imitation_decisions,
+            calibration_samples=args.calibration_samples,
             calibration_method=args.calibration_method,
             eval_every=args.eval_every,
             continuation=args.continuation,
