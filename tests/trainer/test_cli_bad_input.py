@@ -5,6 +5,7 @@ output path that cannot be written, option values no run can use)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -210,3 +211,243 @@ def test_the_checks_pass_what_works(tmp_path, capsys, trace):
                      'first-fit', '--json', str(out), '--quiet']) == 0
     assert json.loads(out.read_text())['policy'] == 'first-fit'
     shutil.rmtree(tmp_path / 'new')
+
+
+def _seed_commands(tmp_path, trace):
+    out = str(tmp_path / 'out')
+    return {
+        'size-cluster --trace': ['size-cluster', '--trace', trace],
+        'size-cluster --scenario': ['size-cluster', '--scenario',
+                                    'azure-v1-small'],
+        'simulate': ['simulate', '--trace', trace, *CLUSTER, '--policy',
+                     'first-fit', '--json', out, '--quiet'],
+        'evaluate': ['evaluate', '--trace', trace, *CLUSTER, '--policies',
+                     'first-fit', '--json', out + '.json', '--report', out,
+                     '--jobs', '1', '--quiet'],
+        'train': ['train', '--trace', trace, *CLUSTER, '--out', out,
+                  '--iterations', '1', '--quiet'],
+        'retrain': ['retrain', '--trace', trace, *CLUSTER, '--out', out,
+                    '--policy', policies.bundled_path(), '--iterations', '1',
+                    '--quiet'],
+        'publish': ['publish', '--candidate', policies.bundled_path(),
+                    '--target', out, '--trace', trace, *CLUSTER,
+                    '--seed', '0', '--workers', '1', '--quiet'],
+    }
+
+
+@pytest.mark.parametrize('command', ['size-cluster --trace',
+                                     'size-cluster --scenario', 'simulate',
+                                     'evaluate', 'train', 'retrain',
+                                     'publish'])
+def test_a_negative_seed(tmp_path, capsys, trace, command):
+    """Every command that takes --seed refuses a negative one, before
+    reading the trace (size-cluster --trace printed a result; the others
+    ended in numpy's bare 'expected non-negative integer' once the trace
+    was being read)."""
+    argv = _seed_commands(tmp_path, trace)[command] + ['--seed', '-1']
+    rc = cli.main(argv)
+    assert rc == 2
+    err = one_line_error(capsys, '--seed -1: must be an integer >= 0')
+    if command == 'publish':
+        assert 'nothing was changed' in err
+    assert capsys.readouterr().out == ''
+    assert not any(tmp_path.glob('out*'))
+
+
+class _NoTraining:
+    """Stands for the trainer: fails a test that reaches it, unless it is
+    told it may (then it records how it was run)."""
+
+    allowed = False
+    resumed: list = []
+
+    def __init__(self, *args, **kwargs) -> None:
+        assert self.allowed, 'the training started'
+
+    def run(self, resume: bool = False) -> dict:
+        self.resumed.append(resume)
+        return {}
+
+
+@pytest.mark.parametrize('make', ['none', 'empty', 'empty-checkpoint'])
+def test_train_resume_without_a_checkpoint(tmp_path, capsys, trace,
+                                           monkeypatch, make):
+    """One line before any training work: --resume started afresh,
+    silently, when OUT held no checkpoint (a mistyped OUT, or a run that
+    stopped before its first checkpoint)."""
+    from nova_rl_trainer.learning import train
+    monkeypatch.setattr(train, 'Trainer', _NoTraining)
+    out = tmp_path / 'out'
+    if make != 'none':
+        out.mkdir()
+    if make == 'empty-checkpoint':
+        (out / 'checkpoint').mkdir()
+    rc = cli.main(['train', '--trace', trace, *CLUSTER, '--out', str(out),
+                   '--iterations', '1', '--quiet', '--resume'])
+    assert rc == 2
+    one_line_error(capsys, f'--resume: no checkpoint in {out}/checkpoint '
+                           'to resume from')
+    assert out.exists() == (make != 'none')
+
+
+def test_train_resume_with_a_checkpoint_resumes(tmp_path, capsys, trace,
+                                                monkeypatch):
+    from nova_rl_trainer.learning import checkpoint
+    from nova_rl_trainer.learning import train
+    monkeypatch.setattr(train, 'Trainer', _NoTraining)
+    monkeypatch.setattr(_NoTraining, 'allowed', True)
+    monkeypatch.setattr(_NoTraining, 'resumed', [])
+    out = tmp_path / 'out'
+    checkpoint.save(str(out / 'checkpoint'), {'iteration': 3})
+    assert cli.main(['train', '--trace', trace, *CLUSTER, '--out', str(out),
+                     '--iterations', '1', '--quiet', '--resume']) == 0
+    assert _NoTraining.resumed == [True]
+
+
+def test_evaluate_replaces_metrics_csv_whole(tmp_path, capsys, trace):
+    """A reader of the previous metrics.csv keeps the whole previous table
+    while the next evaluation writes its own (the file was truncated and
+    rewritten in place)."""
+    report = tmp_path / 'report'
+
+    def evaluate(policy: str) -> None:
+        assert cli.main(['evaluate', '--trace', trace, *CLUSTER,
+                         '--policies', policy, '--json',
+                         str(tmp_path / 'e.json'), '--report', str(report),
+                         '--jobs', '1', '--quiet']) == 0
+
+    evaluate('first-fit')
+    path = report / 'metrics.csv'
+    before = path.read_bytes()
+    # The format is unchanged: the csv module's default dialect.
+    assert before.startswith(b'policy,decisions,placed,')
+    assert before.count(b'\r\n') == 2
+    with open(path, 'rb') as old:
+        evaluate('best-fit')
+        assert old.read() == before
+    after = path.read_bytes()
+    assert b'\r\nbest-fit,' in after and b'first-fit' not in after
+    assert not [n for n in os.listdir(report) if n.startswith('.')]
+
+
+@pytest.fixture
+def outcomes_args(tmp_path, trace):
+    cluster = tmp_path / 'cluster.json'
+    cluster.write_text(json.dumps({'host_groups': [
+        {'name': 'c', 'count': 2, 'vcpus': 4, 'ram_mb': 8192}]}))
+    log = tmp_path / 'log'
+    log.mkdir()
+    (log / 'notes.txt').write_text('not a decision log\n')
+    return log, ['outcomes', '--source', 'csv', '--trace', trace,
+                 '--decisions', str(log), '--cluster', str(cluster),
+                 '--out', str(tmp_path / 'outcomes.jsonl')]
+
+
+def test_outcomes_without_decision_log_files(tmp_path, capsys,
+                                             outcomes_args):
+    """Said on stderr, exit status 0 as documented (the file is written):
+    a wrong --decisions, or a weigher with no decision_log_dir, looked
+    like a quiet night (0 of 0 decisions joined)."""
+    log, argv = outcomes_args
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f'nova-rl-trainer: warning: --decisions {log}: no decision log '
+        'files (decisions-*.jsonl*) in it, nothing to join\n')
+    assert '0 of 0 decisions joined' in captured.out
+    assert (tmp_path / 'outcomes.jsonl').read_text() == ''
+    # --quiet: no warnings, as its help says.
+    assert cli.main(argv + ['--quiet']) == 0
+    assert capsys.readouterr() == ('', '')
+
+
+def test_outcomes_with_an_empty_decision_log_file(tmp_path, capsys,
+                                                  outcomes_args):
+    """A log file with no record yet is not that warning."""
+    log, argv = outcomes_args
+    (log / 'decisions-sched1-42.jsonl').write_text('')
+    assert cli.main(argv) == 0
+    assert capsys.readouterr().err == ''
+
+
+def _publish_json(tmp_path, trace, json_path, *extra):
+    return cli.main(['publish', '--candidate', policies.bundled_path(),
+                     '--target', str(tmp_path / 'site' / 'policy'),
+                     '--trace', trace, *CLUSTER, '--workers', '1',
+                     '--quiet', '--json', str(json_path), *extra])
+
+
+@pytest.mark.parametrize('won', [True, False])
+def test_publish_json_that_fails_after_the_decision(tmp_path, capsys, trace,
+                                                    monkeypatch, won):
+    """--json was checked before the evaluation, then replaced by a
+    directory meanwhile: the decision stands and the exit status says it
+    (0 installed, 3 refused) with one error line, where it was 2, which
+    says that nothing changed, after an install."""
+    from nova_rl_trainer.publishing import judge
+    from nova_rl_trainer.publishing import versions as pv
+
+    from .test_publish_unprivileged import fake_evaluate
+    json_path = tmp_path / 'p.json'
+
+    def evaluate(*args):
+        json_path.mkdir()
+        cases = fake_evaluate(*args)
+        if not won:
+            for case in cases:
+                case.metrics[judge.CANDIDATE]['objective_value'] = 2.0
+        return cases
+
+    monkeypatch.setattr(judge, '_evaluate', evaluate)
+    (tmp_path / 'site').mkdir()
+    target = str(tmp_path / 'site' / 'policy')
+    rc = _publish_json(tmp_path, trace, json_path)
+    out, err = capsys.readouterr()
+    assert err.count('\n') == 1, err
+    assert err.startswith(f'nova-rl-trainer publish: error: cannot write '
+                          f'{json_path}: it is a directory; '), err
+    assert 'nothing was changed' not in err
+    if won:
+        assert rc == 0
+        assert f'INSTALLED: {target} -> ' in out
+        installed = os.path.join(pv.versions_dir(target),
+                                 os.path.basename(os.readlink(target)))
+        assert err.endswith(f'; the policy was installed all the same: '
+                            f'{target} -> {installed}\n'), err
+        assert len(pv.read_history(target)['stack']) == 1
+    else:
+        assert rc == 3
+        assert 'REFUSED' in out
+        assert err.endswith(f'; the candidate was refused: {target} is '
+                            'unchanged\n'), err
+        assert not os.path.lexists(target)
+
+
+@pytest.mark.parametrize('where', ['policy', 'policy/decision.json',
+                                   'policy.versions/history.json',
+                                   'policy.versions'])
+def test_publish_json_where_the_install_goes(tmp_path, capsys, trace,
+                                             monkeypatch, where):
+    """A --json at or under the target or its versions directory passed the
+    check, then, the candidate installed, failed (exit 2: the target is a
+    symlink to a directory now, and so is the versions directory) or wrote
+    into the installed version, or over history.json. Refused before the
+    evaluation."""
+    from nova_rl_trainer.publishing import judge
+
+    from .test_publish_unprivileged import fake_evaluate
+    evaluated = []
+
+    def evaluate(*args):
+        evaluated.append(args)
+        return fake_evaluate(*args)
+
+    monkeypatch.setattr(judge, '_evaluate', evaluate)
+    (tmp_path / 'site').mkdir()
+    rc = _publish_json(tmp_path, trace, tmp_path / 'site' / where)
+    assert os.listdir(tmp_path / 'site') == []
+    assert rc == 2
+    one_line_error(capsys, f'--json {tmp_path}/site/{where} is at or under '
+                           f'{tmp_path}/site/policy',
+                   'which publish installs into', 'nothing was changed')
+    assert not evaluated

@@ -172,8 +172,18 @@ def cluster_from_args(args: argparse.Namespace) -> ClusterSpec | None:
         raise CliError(str(e)) from None
 
 
+def check_seed(seed: int) -> None:
+    """CliError for a negative ``--seed``, for every command that takes
+    one: numpy's generators refuse it only once the trace is being read,
+    with a bare 'expected non-negative integer', and a trace that is not
+    jittered never seeds one (``size-cluster --trace`` printed a result)."""
+    if seed < 0:
+        raise CliError(f'--seed {seed}: must be an integer >= 0')
+
+
 def setup_from_args(args: argparse.Namespace) -> Setup:
     """The setup the options describe; :class:`CliError` if they don't."""
+    check_seed(args.seed)
     cluster = cluster_from_args(args)
     given = {name: getattr(args, name) for name, _, _ in CLUSTER_FIELDS
              if getattr(args, name) is not None}

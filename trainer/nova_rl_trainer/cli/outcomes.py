@@ -17,7 +17,8 @@ from ``--cluster`` (``nova-rl-trainer cluster --from-placement`` writes
 it). ``retrain --outcomes`` reads the output.
 
 Exit status 0 when the file is written, 2 with one line on stderr
-otherwise; the output is replaced atomically.
+otherwise; the output is replaced atomically. A ``--decisions`` with no
+decision log file in it is a warning: the file is written, empty.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from nova_rl_trainer.simulation.simulator import SimConfig
 from nova_rl_trainer.telemetry import outcomes as outcomes_mod
 from nova_rl_trainer.telemetry import sources
 from nova_rl_weigher import decision_records
+from nova_rl_weigher.log_files import PREFIX
+from nova_rl_weigher.log_files import SUFFIX
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,6 +82,20 @@ def _in_window(t: float, since: dt.datetime | None,
             and (until is None or t < until.timestamp()))
 
 
+def _log_warnings(directory: str, stats: decision_records.ReadStats
+                  ) -> list[str]:
+    """What reading the decision log skipped; and a directory with no log
+    file at all (a wrong --decisions, or the weigher's decision_log_dir
+    unset), which otherwise passes for a quiet night: 0 of 0 joined."""
+    if not stats.files and not stats.refused:
+        return [f'--decisions {directory}: no decision log files '
+                f'({PREFIX}*{SUFFIX}*) in it, nothing to join']
+    if stats.skipped_lines or stats.refused:
+        return [f'decision log: {stats.skipped_lines} lines skipped, '
+                f'{len(stats.refused)} files refused']
+    return []
+
+
 def run(args: argparse.Namespace) -> int:
     stats = decision_records.ReadStats()
     try:
@@ -102,11 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if out.failed:
         return 2
     if not args.quiet:
-        warnings = list(result.warnings)
-        if stats.skipped_lines or stats.refused:
-            warnings.append(f'decision log: {stats.skipped_lines} lines '
-                            f'skipped, {len(stats.refused)} files refused')
-        warn(warnings)
+        warn(_log_warnings(args.decisions, stats) + list(result.warnings))
         s = result.summary
         print(f"{s['joined']} of {s['decisions']} decisions joined "
               f"({s['complete']} with the whole {args.horizon_s:g} s "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from nova_rl_trainer.cli import options
@@ -118,6 +119,7 @@ def run_publish(args: argparse.Namespace) -> int:
         # Before the install: a --json that cannot be written afterwards
         # would end a successful install with an error.
         output.check_writable(args.json)
+        _check_json_apart(args.json, args.target)
         jobs = options.workers_from_args(args, 3 * args.windows)
         result = judge.publish(
             args.candidate, args.target, objective=args.objective,
@@ -134,8 +136,7 @@ def run_publish(args: argparse.Namespace) -> int:
     print(result.table())
     for note in result.notes:
         print(f'note: {note}')
-    if args.json:
-        output.write_json(args.json, result.summary())
+    json_error = _write_json(args.json, result)
     if not result.accepted:
         print(f'REFUSED: {result.candidate_version} was not installed; '
               f'{result.target} is unchanged. Failed:')
@@ -153,7 +154,65 @@ def run_publish(args: argparse.Namespace) -> int:
             print('pruned old versions: ' + ', '.join(result.pruned))
         for warning in result.warnings:
             print(f'warning: {warning}', file=sys.stderr)
+    if json_error:
+        print(f'nova-rl-trainer publish: error: {json_error}; '
+              f'{_decided(result)}', file=sys.stderr)
     return result.exit_code
+
+
+def _check_json_apart(path: str | None, target: str) -> None:
+    """OutputError for a --json that the install itself takes over: the
+    target, or a path under it or its versions directory (the target
+    becomes a symlink into a new version directory, beside
+    ``history.json``). Such a path passes the check before the install,
+    then fails after it, or writes into the installed version or over the
+    history."""
+    if path is None:
+        return
+    bases = set()
+    for t in (pv.normalise(target), _parents_resolved(target)):
+        bases |= {t, pv.versions_dir(t)}
+    for full in (os.path.abspath(path), _parents_resolved(path)):
+        for base in sorted(bases):
+            if full == base or full.startswith(base + os.sep):
+                raise output.OutputError(
+                    f'--json {path} is at or under {base}, which publish '
+                    'installs into; give a path outside it')
+
+
+def _parents_resolved(path: str) -> str:
+    """``path`` with the symlinks of its parents resolved, not its own:
+    what a write to it reaches (a file is written over its own symlink,
+    and the target is a symlink that publish replaces)."""
+    full = os.path.abspath(path)
+    return os.path.join(os.path.realpath(os.path.dirname(full)),
+                        os.path.basename(full))
+
+
+def _write_json(path: str | None, result: judge.PublishResult) -> str | None:
+    """Write the decision to --json (if given); the error, if it could not
+    be. Checked before the evaluation, it can still fail afterwards (the
+    path replaced meanwhile, a full disk), when the decision is made and
+    possibly installed: the exit status stays the decision's (0 installed,
+    3 refused), not 2, which says that nothing changed."""
+    if not path:
+        return None
+    try:
+        output.write_json(path, result.summary())
+    except output.OutputError as e:
+        return str(e)
+    return None
+
+
+def _decided(result: judge.PublishResult) -> str:
+    """What the target serves after a decision, for an error that came
+    after it."""
+    if not result.accepted:
+        return f'the candidate was refused: {result.target} is unchanged'
+    if result.dry_run:
+        return 'dry run: nothing was changed'
+    return (f'the policy was installed all the same: {result.target} -> '
+            f'{result.installed_as}')
 
 
 def run_rollback(args: argparse.Namespace) -> int:

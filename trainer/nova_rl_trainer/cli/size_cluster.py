@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    options.check_seed(args.seed)
     if args.scenario:
         sc = scenarios_mod.get_scenario(args.scenario)
         trace = sc.load_trace(args.seed)

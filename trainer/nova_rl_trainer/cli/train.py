@@ -84,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "cores) stays within SHARE, in (0, 1]; validation "
                         "and calibration judge it so (default: none)")
     p.add_argument('--resume', action='store_true',
-                   help='continue from OUT/checkpoint')
+                   help='continue from OUT/checkpoint (an error if there '
+                        'is none)')
     g = p.add_argument_group('a family of clusters')
     g.add_argument('--family', metavar='default|FILE',
                    help="train for a family of clusters and workloads "
@@ -116,6 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         from nova_rl_trainer.learning import train
         options.check_training_options(args)
         output.check_writable(args.out, directory=True)
+        if args.resume:
+            check_resume(args.out)
         setup = options.setup_from_args(args)
         # One objective for every environment: a constrained objective's
         # multipliers, set by the trainer, then hold everywhere.
@@ -167,3 +170,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         print(json.dumps(summary, indent=2))
         return 0
     p.set_defaults(func=cmd)
+
+
+def check_resume(out: str) -> None:
+    """CliError unless ``out`` holds a checkpoint to resume from: without
+    one the trainer starts afresh, warm start and all, and an operator who
+    mistyped OUT, or whose run stopped before its first checkpoint, would
+    not know it until the run's end."""
+    from nova_rl_trainer.learning import checkpoint
+    from nova_rl_trainer.learning import train
+    path = train.checkpoint_dir(out)
+    if not checkpoint.exists(path):
+        raise options.CliError(f'--resume: no checkpoint in {path} to '
+                               'resume from')

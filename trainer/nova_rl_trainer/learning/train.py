@@ -83,6 +83,12 @@ DEFAULT_WARM_START = {'packing': 'best-fit', 'balance': 'load-aware',
                       'headroom': 'nova-default', 'pareto': 'load-aware'}
 
 
+def checkpoint_dir(out: str) -> str:
+    """Where a run into ``out`` keeps its checkpoint (``--resume`` reads
+    it): ``out/checkpoint``."""
+    return os.path.join(out, 'checkpoint')
+
+
 @dataclasses.dataclass
 class TrainConfig:
     objective: str = 'packing'
@@ -489,7 +495,7 @@ class Trainer:
 
     @property
     def checkpoint_path(self) -> str:
-        return os.path.join(self.out, 'checkpoint')
+        return checkpoint_dir(self.out)
 
     def save_checkpoint(self) -> None:
         checkpoint.save(self.checkpoint_path, {

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from typing import Sequence
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from nova_rl_trainer.simulation import metrics as metrics_mod
 from nova_rl_trainer.simulation.metrics import RunResult
+from nova_rl_weigher import fileio
 
 #: Table columns: (metric key, header, format).
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -70,18 +72,27 @@ def markdown_table(results: Sequence[RunResult] | Sequence[dict]) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def metrics_csv(results: Sequence[RunResult]) -> str:
+    """The text of ``metrics.csv``: a header of metric keys, then one row
+    per policy (the csv module's default dialect, CRLF line ends)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([k for k, _, _ in COLUMNS])
+    for r in results:
+        m = _row(r.metrics)
+        w.writerow([m.get(k) for k, _, _ in COLUMNS])
+    return buf.getvalue()
+
+
 def write_report(results: Sequence[RunResult], directory: str,
                  title: str = 'Evaluation') -> list[str]:
     """Write the report files into ``directory``; return their paths."""
     os.makedirs(directory, exist_ok=True)
     written = []
     csv_path = os.path.join(directory, 'metrics.csv')
-    with open(csv_path, 'w', newline='', encoding='utf-8') as f:
-        w = csv.writer(f)
-        w.writerow([k for k, _, _ in COLUMNS])
-        for r in results:
-            m = _row(r.metrics)
-            w.writerow([m.get(k) for k, _, _ in COLUMNS])
+    # Replaced whole: a script reading the last evaluation's metrics.csv
+    # while a new one runs sees the old table or the new, never a part.
+    fileio.atomic_write(csv_path, metrics_csv(results))
     written.append(csv_path)
     plots = _plots(results, directory)
     written.extend(plots)
