@@ -7,6 +7,7 @@ re-read on every weighing call, so ``SIGHUP`` (nova-scheduler calls
 ``CONF.mutate_config_files()``) takes effect without a restart.
 """
 
+import math
 import os
 
 from oslo_config import cfg
@@ -267,6 +268,20 @@ def bounds(name: str) -> tuple[float | None, float | None]:
     """
     kind = _opt(name).type
     return kind.min, kind.max
+
+
+def out_of_bounds(name: str, value: float) -> str | None:
+    """None when ``value`` is a finite number within option ``name``'s
+    :func:`bounds`, else what it must be (``'in [0, 1]'``, ``'a finite
+    number >= 0'``), for the trainer's one-line errors."""
+    low, high = bounds(name)
+    low = -math.inf if low is None else low
+    high = math.inf if high is None else high
+    if math.isfinite(value) and low <= value <= high:
+        return None
+    if high == math.inf:
+        return f'a finite number >= {low:g}'
+    return f'in [{low:g}, {high:g}]'
 
 
 CONF = cfg.CONF

@@ -82,6 +82,20 @@ def test_decision_log_limits_and_multiplier_bounds():
         assert opts[name].mutable, name
 
 
+def test_out_of_bounds_says_what_the_option_accepts():
+    assert conf.bounds('confidence_threshold') == (0.0, 1.0)
+    for value in (0.0, 0.5, 1.0):
+        assert conf.out_of_bounds('confidence_threshold', value) is None
+    for value in (-0.1, 1.01, float('nan'), float('inf')):
+        assert conf.out_of_bounds('confidence_threshold',
+                                  value) == 'in [0, 1]'
+    assert conf.out_of_bounds('weight_multiplier', 1e6) is None
+    for value in (-1.0, float('inf'), float('nan')):
+        assert conf.out_of_bounds('weight_multiplier',
+                                  value) == 'a finite number >= 0'
+    assert conf.out_of_bounds('canary_percent', 101) == 'in [0, 100]'
+
+
 def test_generated_sample_is_up_to_date(tmp_path):
     out = tmp_path / 'sample.conf'
     subprocess.run(

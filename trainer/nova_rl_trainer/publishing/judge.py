@@ -64,6 +64,7 @@ from typing import Sequence
 import numpy as np
 
 from nova_rl_weigher import artifact as artifact_mod
+from nova_rl_weigher import conf
 from nova_rl_weigher import gate
 
 # The verdict's names are re-exported: callers import them from here.
@@ -224,15 +225,14 @@ def publish(candidate: str, target: str, *,
         raise PublishError('tolerance must be a finite number >= 0')
     if keep < 0:
         raise PublishError('keep must be >= 0')
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise PublishError('threshold must be in [0, 1], as '
-                           '[rl_weigher] confidence_threshold')
-    if multiplier is not None and not (math.isfinite(multiplier)
-                                       and multiplier >= 0):
-        # Nova ignores such a weight_multiplier: the verdict would be on
-        # a configuration that never runs.
-        raise PublishError('multiplier must be a finite number >= 0, as '
-                           '[rl_weigher] weight_multiplier')
+    # Nova refuses such a threshold and ignores such a multiplier: the
+    # verdict would be on a configuration that never runs.
+    for key, value, name in (('threshold', threshold, 'confidence_threshold'),
+                             ('multiplier', multiplier, 'weight_multiplier')):
+        within = None if value is None else conf.out_of_bounds(name, value)
+        if within:
+            raise PublishError(f'{key} must be {within}, as [rl_weigher] '
+                               f'{name}')
     target = pv.normalise(target)
     try:
         state = pv.inspect(target)

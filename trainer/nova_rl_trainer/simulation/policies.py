@@ -32,7 +32,6 @@ usage columns from the simulated usage snapshot.
 from __future__ import annotations
 
 import collections
-import math
 import os
 from typing import Callable
 
@@ -147,11 +146,8 @@ _CONF_OPTION = {'threshold': 'confidence_threshold',
 def _check_ranges(spec: str, numbers: dict[str, float]) -> None:
     for key, value in numbers.items():
         conf_name = _CONF_OPTION[key]
-        low, high = conf.bounds(conf_name)
-        high = math.inf if high is None else high
-        if not (math.isfinite(value) and low <= value <= high):
-            within = (f'a finite number >= {low:g}' if high == math.inf
-                      else f'in [{low:g}, {high:g}]')
+        within = conf.out_of_bounds(conf_name, value)
+        if within:
             raise PolicyError(f'policy {spec!r}: option {key}={value:g} '
                               f'must be {within}, as [rl_weigher] '
                               f'{conf_name}')
