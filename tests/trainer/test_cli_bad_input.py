@@ -254,6 +254,17 @@ def test_a_negative_seed(tmp_path, capsys, trace, command):
     assert not any(tmp_path.glob('out*'))
 
 
+@pytest.mark.parametrize('command', ['train', 'retrain'])
+def test_a_seed_past_64_bits(tmp_path, capsys, trace, command):
+    """torch's manual_seed overflowed past 64 bits after the setup was
+    built; the largest seed allowed still trains."""
+    argv = _seed_commands(tmp_path, trace)[command]
+    assert cli.main(argv + ['--seed', str(2 ** 64)]) == 2
+    one_line_error(capsys, f'--seed {2 ** 64}: must be at most')
+    assert not any(tmp_path.glob('out*'))
+    assert cli.main(argv + ['--seed', str(2 ** 63 - 1)]) == 0
+
+
 class _NoTraining:
     """Stands for the trainer: fails a test that reaches it, unless it is
     told it may (then it records how it was run)."""

@@ -172,13 +172,23 @@ def cluster_from_args(args: argparse.Namespace) -> ClusterSpec | None:
         raise CliError(str(e)) from None
 
 
+#: Seeds are at most this: torch's generator takes 64 bits, and the
+#: trainer derives members' and workers' seeds by adding small offsets.
+MAX_SEED = 2 ** 63 - 1
+
+
 def check_seed(seed: int) -> None:
-    """CliError for a negative ``--seed``, for every command that takes
-    one: numpy's generators refuse it only once the trace is being read,
-    with a bare 'expected non-negative integer', and a trace that is not
-    jittered never seeds one (``size-cluster --trace`` printed a result)."""
+    """CliError for a negative or huge ``--seed``, for every command that
+    takes one: numpy's generators refuse a negative one only once the trace
+    is being read, with a bare 'expected non-negative integer', and a trace
+    that is not jittered never seeds one (``size-cluster --trace`` printed
+    a result); torch's ``manual_seed`` overflows past 64 bits only after
+    the setup is built."""
     if seed < 0:
         raise CliError(f'--seed {seed}: must be an integer >= 0')
+    if seed > MAX_SEED:
+        raise CliError(f'--seed {seed}: must be at most {MAX_SEED} '
+                       '(2**63 - 1)')
 
 
 def setup_from_args(args: argparse.Namespace) -> Setup:
