@@ -212,10 +212,20 @@ def test_the_trainer_dispatches_by_method(trainers, nova_like, monkeypatch,
     monkeypatch.setattr(trainer.config, 'calibration_method', method)
     called = []
 
-    def windows(members, policy, objective, **kw):
+    def windows(members, policy, objective, fallback, **kw):
         called.append('windows')
-        assert members is trainer.members and policy is nova_like
-        assert objective is trainer.objective
+        assert policy is nova_like and objective is trainer.objective
+        assert fallback == 'nova-default'
+        # Every window starts from the cluster Nova's weighers built, as
+        # the weigher finds it: the member's own held-out environment when
+        # it was warmed up by them (pareto), a new one otherwise (packing
+        # trains from best-fit's clusters).
+        for m, held in zip(trainer.members, members, strict=True):
+            assert held.val_env.warmup_policy == 'nova-default'
+            assert (held.val_env is m.val_env) == (objective.name ==
+                                                   'pareto')
+            assert list(held.calibration_starts) == list(
+                m.calibration_starts)
         return {**calibration.manifest_fields(None), 'table': []}
 
     def branch(*a, **kw):
@@ -246,3 +256,18 @@ def test_the_command_line_passes_the_method(monkeypatch, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(base + ['--calibration-method', 'window'])
     assert "invalid choice: 'window'" in capsys.readouterr().err
+
+
+def test_windows_start_from_the_cluster_nova_built(trainers):
+    """A member trained from best-fit's clusters is calibrated from the
+    state Nova's weighers reach at the same instant, not best-fit's."""
+    from nova_rl_trainer.learning.members import FallbackHeldOut
+    member = trainers['packing'].members[0]
+    assert member.val_env.warmup_policy == 'best-fit'
+    held = FallbackHeldOut(member, 'nova-default')
+    nova = make_env()
+    start = float(member.calibration_starts[3])
+    spread = held.val_env.warm_start(start)
+    packed = member.val_env.warm_start(start)
+    assert np.array_equal(spread.host_of, nova.warm_start(start).host_of)
+    assert not np.array_equal(spread.host_of, packed.host_of)

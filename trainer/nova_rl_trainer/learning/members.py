@@ -53,6 +53,7 @@ class Member:
     """
 
     def __init__(self, make_env, train_fraction: float) -> None:
+        self.make_env = make_env
         self.env: env_mod.PlacementEnv = make_env()
         self.val_env: env_mod.PlacementEnv = make_env()
         horizon = self.env.horizon_s
@@ -82,3 +83,25 @@ class Member:
         self.env.prime_starts([*self.start_grid, *self.val_starts,
                                *self.calibration_starts])
         self.val_env.share_starts(self.env)
+
+
+class FallbackHeldOut:
+    """A member's calibration starts, from the cluster its Nova fallback
+    built there rather than its warm-up policy (window calibration's
+    :class:`~nova_rl_trainer.learning.window_calibration.HeldOut`).
+
+    The weigher starts on a cluster Nova's weighers built, and gated it
+    leaves most decisions to them: a policy trained from another
+    heuristic's clusters (load-aware for ``balance``) is judged where it
+    will act. Measured: a ``balance`` policy whose calibration from
+    load-aware's clusters said never qualified at 0.2 from Nova's (Nova's
+    clusters run hotter, where spreading the load pays)."""
+
+    def __init__(self, member: Member, fallback: str) -> None:
+        if member.val_env.warmup_policy == fallback:
+            self.val_env = member.val_env
+        else:
+            self.val_env = member.make_env()
+            self.val_env.warmup_policy = fallback
+            self.val_env.prime_starts(list(member.calibration_starts))
+        self.calibration_starts = member.calibration_starts

@@ -68,6 +68,7 @@ from nova_rl_trainer.learning import checkpoint
 from nova_rl_trainer.learning import constraints
 from nova_rl_trainer.learning import imitation
 # Re-exported: callers know them as train.Member and train.held_out.
+from nova_rl_trainer.learning.members import FallbackHeldOut
 from nova_rl_trainer.learning.members import held_out
 from nova_rl_trainer.learning.members import Member
 from nova_rl_trainer.learning import policy_net
@@ -451,11 +452,13 @@ class Trainer:
         if window_calibration.resolve_method(
                 c.calibration_method, self.constrained) == \
                 window_calibration.METHOD:
+            fallback = calibration.fallback_of(self.members[0].val_env)
+            held_out = [FallbackHeldOut(m, fallback) for m in self.members]
             with fanout.Fanout(workers=c.workers,
                                ray_address=c.ray_address) as fan:
                 calib = window_calibration.calibrate(
-                    self.members, policy, self.objective, fan=fan,
-                    key=f'{self.run_id}-cal-')
+                    held_out, policy, self.objective, fallback=fallback,
+                    fan=fan, key=f'{self.run_id}-cal-')
             if calib['act'] == 'never':
                 self._log('calibration: at no confidence level is the gated '
                           "policy at least as good as Nova's weighers on "
