@@ -67,8 +67,9 @@ from nova_rl_trainer.learning import calibration
 from nova_rl_trainer.learning import checkpoint
 from nova_rl_trainer.learning import constraints
 from nova_rl_trainer.learning import imitation
-# Re-exported: callers know them as train.Member and train.held_out.
 from nova_rl_trainer.learning.members import FallbackHeldOut
+# held_out and Member are re-exported: callers know them as train.Member
+# and train.held_out.
 from nova_rl_trainer.learning.members import held_out
 from nova_rl_trainer.learning.members import Member
 from nova_rl_trainer.learning import policy_net
@@ -449,16 +450,17 @@ class Trainer:
         method (``calibration_method``), the gated policy against that
         fallback over a day from held-out starts of every member."""
         c = self.config
+        fallback = calibration.fallback_of(self.members[0].val_env)
         if window_calibration.resolve_method(
                 c.calibration_method, self.constrained) == \
                 window_calibration.METHOD:
-            fallback = calibration.fallback_of(self.members[0].val_env)
-            held_out = [FallbackHeldOut(m, fallback) for m in self.members]
+            from_fallback = [FallbackHeldOut(m, fallback)
+                             for m in self.members]
             with fanout.Fanout(workers=c.workers,
                                ray_address=c.ray_address) as fan:
                 calib = window_calibration.calibrate(
-                    held_out, policy, self.objective, fallback=fallback,
-                    fan=fan, key=f'{self.run_id}-cal-')
+                    from_fallback, policy, self.objective,
+                    fallback=fallback, fan=fan, key=f'{self.run_id}-cal-')
             if calib['act'] == 'never':
                 self._log('calibration: at no confidence level is the gated '
                           "policy at least as good as Nova's weighers on "
@@ -466,7 +468,6 @@ class Trainer:
                           'refuses it)')
             return calib
         share = -(-c.calibration_samples // len(self.members))
-        fallback = calibration.fallback_of(self.members[0].val_env)
         horizon_s = calibration.DEFAULT_HORIZON_S
         samples = []
         with fanout.Fanout(workers=c.workers,
