@@ -128,6 +128,17 @@ def test_publish_multiplier_as_nova_takes_it(tmp_path, capsys, trace,
                            '[rl_weigher] weight_multiplier')
 
 
+@pytest.mark.parametrize('floor', ['nan', '-1', 'inf'])
+def test_publish_floor_is_a_number_of_host_samples(tmp_path, capsys, trace,
+                                                   floor):
+    rc = cli.main(['publish', '--candidate', policies.bundled_path(),
+                   '--target', str(tmp_path / 'target'), '--trace', trace,
+                   *CLUSTER, '--floor', floor, '--quiet'])
+    assert rc == 2
+    one_line_error(capsys, 'floor must be a finite number of host-samples '
+                           '>= 0', 'nothing was changed')
+
+
 @pytest.mark.parametrize('spec, words', [
     ('bundled:threshold=nan', 'option threshold=nan must be in [0, 1], as '
                               '[rl_weigher] confidence_threshold'),
@@ -169,6 +180,9 @@ def test_a_candidate_that_is_a_file(tmp_path, capsys, afile):
     (['--warm-start', 'worst-fit'], "--warm-start: unknown policy "
                                     "'worst-fit'"),
     (['--continuation', 'load-aware:target=2'], '--continuation: policy'),
+    (['--calibration-floor', '-1'], '--calibration-floor -1: must be a '
+                                    'number of host-samples >= 0'),
+    (['--calibration-floor', 'nan'], '--calibration-floor nan'),
 ])
 def test_train_options_no_run_can_use(tmp_path, capsys, trace, extra,
                                       words):

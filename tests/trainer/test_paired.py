@@ -95,3 +95,57 @@ def test_judge_refuses_a_candidate_worse_on_one_term_in_enough_windows():
         _cases(ref, ref, [0.5] + [1.0] * 9, [1.0] * 10),
         ('overload_host_hours',), tolerance=0.0)
     assert failures == []
+
+
+def test_compare_holds_the_absolute_bound_to_the_floor():
+    # A reference that accrues seconds: +50% relative, 0.005 absolute.
+    reference = [0.01, 0.0] * 5
+    candidate = [0.015, 0.0] * 5
+    strict = paired.compare(candidate, reference)
+    assert strict.upper > 0.4 and strict.upper_abs is None
+    assert not strict.not_worse() and not strict.within_floor()
+    assert strict.as_dict() == {'n': 10, 'mean_diff': strict.mean,
+                                'upper_95': strict.upper}
+    floored = paired.compare(candidate, reference, floor=1 / 12)
+    assert floored.upper == strict.upper         # still reported
+    assert 0 < floored.upper_abs < 1 / 12
+    assert floored.within_floor() and floored.not_worse()
+    assert floored.as_dict()['floor'] == 1 / 12
+    # Past the floor in its own units: worse, whatever the scale.
+    assert not paired.compare([r + 0.1 for r in reference], reference,
+                              floor=1 / 12).not_worse()
+    with pytest.raises(ValueError, match='floor'):
+        paired.compare(candidate, reference, floor=-1.0)
+
+
+def test_judge_lets_seconds_of_overload_pass_the_floor_not_a_sample():
+    """publish's case: Nova overloads for seconds in one window of ten;
+    the candidate 20 s more there (+33%), better on its objective."""
+    ref = [1 / 60] + [0.0] * 9
+    seconds = [ref[0] + 20 / 3600] + [0.0] * 9
+    floors = {'overload_host_hours': objectives.floor('overload_host_hours',
+                                                      300.0)}
+    better = ([0.9] * 10, [1.0] * 10)
+    failures, _ = judge._judge(_cases(seconds, ref, *better),
+                               ('overload_host_hours',), 0.0)
+    assert [f.term for f in failures] == ['overload_host_hours']
+    failures, judgements = judge._judge(_cases(seconds, ref, *better),
+                                        ('overload_host_hours',), 0.0,
+                                        floors)
+    assert failures == [] and judgements[0].passed
+    assert judgements[0].as_dict()['rule'] == \
+        'upper_95 <= tolerance or upper_95_abs <= floor'
+    result = judge.PublishResult(
+        target='t', candidate='c', candidate_version='v', objective='balance',
+        terms=('overload_host_hours',), tolerance=0.0, current_version=None,
+        cases=_cases(seconds, ref, *better), failures=[], notes=[],
+        judgements=judgements, floor_host_samples=1.0)
+    assert '(within the floor: ' in result.table()
+    assert result.summary()['floor_host_samples'] == 1.0
+    # Ten minutes of one more overloaded host in every window is not noise.
+    sample = [r + 10 / 60 for r in ref]
+    failures, _ = judge._judge(_cases(sample, ref, *better),
+                               ('overload_host_hours',), 0.0, floors)
+    assert [f.term for f in failures] == ['overload_host_hours']
+    message = failures[0].message('balance', 0.0)
+    assert 'absolute bound +0.1667 per window > floor 0.08333' in message

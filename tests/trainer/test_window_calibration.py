@@ -189,7 +189,10 @@ def test_one_member_gives_ten_groups_and_the_manifest_records_them(
     assert calib['method'] == (
         'windows: the policy gated at each level vs nova-default over 10 '
         f"held-out starts x up to 24 h (mean {calib['hours']:.1f} h), every "
-        "checked term's one-sided 95% bound <= 0")
+        "checked term's one-sided 95% bound <= 0 or, for "
+        'overload_host_hours and hot_host_hours, its absolute bound <= 1 '
+        'host x usage sample per window')
+    assert calib['floor_host_samples'] == 1.0
     assert (calib['horizon_s'], calib['continuation']) == (
         calibration.DEFAULT_HORIZON_S, 'nova-default')
     assert calib['terms'] == list(wc.checked_terms(trainer.objective))
@@ -200,7 +203,8 @@ def test_one_member_gives_ten_groups_and_the_manifest_records_them(
     manifest = artifact.load_artifact(path).manifest
     assert manifest['calibration'] == json.loads(json.dumps(calib))
     assert manifest['calibration']['table'][0]['terms']['rejected'] == {
-        'mean_diff': 0.0, 'upper_95': 0.0, 'gated': 0.0, 'fallback': 0.0}
+        'mean_diff': 0.0, 'upper_95': 0.0, 'judged_95': 0.0, 'gated': 0.0,
+        'fallback': 0.0}
 
 
 @pytest.mark.parametrize('objective, method, expected', [
@@ -271,3 +275,67 @@ def test_windows_start_from_the_cluster_nova_built(trainers):
     packed = member.val_env.warm_start(start)
     assert np.array_equal(spread.host_of, nova.warm_start(start).host_of)
     assert not np.array_equal(spread.host_of, packed.host_of)
+
+
+# -- the floor of the sampled terms ------------------------------------------
+
+def _groups(overload_fallback, overload_gated, rejected_gated=0.0):
+    """Ten synthetic groups of a balance-checked table at one level."""
+    def run(overload, rejected=0.0, acted=0):
+        terms = dict.fromkeys(objectives.TERMS, 0.0)
+        terms.update(overload_host_hours=overload, hot_host_hours=3.0,
+                     rejected=rejected)
+        return wc.Run(terms, decisions=100, acted=acted)
+    return [wc.Group(str(i), float(i), run(f),
+                     {0.5: run(g, rejected_gated, acted=50)})
+            for i, (f, g) in enumerate(zip(overload_fallback,
+                                           overload_gated))]
+
+
+def test_seconds_of_overload_are_within_the_floor_a_sample_is_not():
+    terms = wc.checked_terms(objectives.load_objective('balance'))
+    five_minutes = objectives.floor('overload_host_hours', 300.0)
+    assert five_minutes == pytest.approx(1 / 12)
+    floors = {t: objectives.floor(t, 300.0) for t in terms}
+    assert floors['rejected'] == 0.0
+    assert objectives.floor('active_host_hours', 300.0) == 0.0
+    # Nova overloads for seconds in two windows; the policy a few seconds
+    # more in one: +48% relative, 0.002 host-hours in absolute terms.
+    fallback = [0.01, 0.01] + [0.0] * 8
+    gated = [0.01, 0.0196] + [0.0] * 8
+    strict = wc.table(_groups(fallback, gated), terms)
+    (row,) = strict
+    e = row['terms']['overload_host_hours']
+    assert e['upper_95'] > 0.4 and 'floor' not in e
+    assert row['worst_term'] == 'overload_host_hours'
+    assert calibration.choose_threshold(strict) is calibration.NEVER
+    (row,) = wc.table(_groups(fallback, gated), terms, floors)
+    e = row['terms']['overload_host_hours']
+    assert e['upper_95'] > 0.4      # still reported as measured
+    assert e['floor'] == five_minutes
+    assert 0 < e['upper_95_abs'] < five_minutes
+    assert e['judged_95'] == 0.0 == row['upper_95']
+    assert calibration.choose_threshold([row]) == 0.5
+    # One more host overloaded for 5 minutes in every window is not noise.
+    worse = wc.table(_groups(fallback, [f + 0.09 for f in fallback]),
+                     terms, floors)
+    assert worse[0]['terms']['overload_host_hours']['upper_95_abs'] > \
+        five_minutes
+    assert calibration.choose_threshold(worse) is calibration.NEVER
+    # Nor is one rejection: no floor for it.
+    rejecting = wc.table(_groups(fallback, fallback, rejected_gated=1.0),
+                         terms, floors)
+    assert rejecting[0]['worst_term'] == 'rejected'
+    assert calibration.choose_threshold(rejecting) is calibration.NEVER
+
+
+def test_the_floor_is_the_members_finest_usage_sample():
+    def held(interval):
+        return types.SimpleNamespace(val_env=types.SimpleNamespace(
+            config=types.SimpleNamespace(usage_interval_s=interval)))
+    floors = wc.floors([held(600.0), held(300.0)],
+                       ('hot_host_hours', 'rejected'), 2.0)
+    assert floors == {'hot_host_hours': pytest.approx(2 * 300 / 3600),
+                      'rejected': 0.0}
+    with pytest.raises(ValueError, match='host-samples'):
+        objectives.floor('hot_host_hours', 300.0, -1.0)

@@ -265,7 +265,7 @@ def check_training_options(args: argparse.Namespace) -> None:
     use, before the trace is read or OUT created: the counts of
     :data:`TRAINING_COUNTS` the command has, ``--minutes`` (unless
     ``--iterations`` replaces it) and the heuristics named by
-    ``--warm-start`` and ``--continuation``."""
+    ``--warm-start`` and ``--continuation``, and ``--calibration-floor``."""
     for name in TRAINING_COUNTS:
         value = getattr(args, name, None)
         if value is not None and value < 1:
@@ -274,6 +274,10 @@ def check_training_options(args: argparse.Namespace) -> None:
                                         and args.minutes > 0):
         raise CliError(f'--minutes {args.minutes:g}: must be a number of '
                        'minutes > 0 (or give --iterations)')
+    floor = getattr(args, 'calibration_floor', None)
+    if floor is not None and not (math.isfinite(floor) and floor >= 0):
+        raise CliError(f'--calibration-floor {floor:g}: must be a number of '
+                       'host-samples >= 0')
     for name in ('warm_start', 'continuation'):
         value = getattr(args, name, None)
         if value not in (None, 'auto', 'none'):

@@ -48,6 +48,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument('--tolerance', type=float, default=0.0, metavar='REL',
                    help='relative slack for "not worse", e.g. 0.01 '
                         '(default 0)')
+    g.add_argument('--floor', type=float,
+                   default=objectives_mod.DEFAULT_FLOOR_HOST_SAMPLES,
+                   metavar='HOST_SAMPLES',
+                   help='overload and hot host-hours are also "not worse" '
+                        'when the bound of their absolute difference per '
+                        'window is at most this many hosts for one usage '
+                        'sample (default %(default)g: 5 minutes of one '
+                        'host, the finest step usage is measured in; 0: '
+                        'the relative bound alone)')
     g.add_argument('--threshold', type=float, metavar='T',
                    help="gate confidence threshold as in nova.conf "
                         "(default: the manifest's calibrated one)")
@@ -124,7 +133,8 @@ def run_publish(args: argparse.Namespace) -> int:
         result = judge.publish(
             args.candidate, args.target, objective=args.objective,
             objective_options=objective_options, setups=setups,
-            tolerance=args.tolerance, terms=args.terms, keep=args.keep,
+            tolerance=args.tolerance, floor=args.floor, terms=args.terms,
+            keep=args.keep,
             threshold=args.threshold, multiplier=args.multiplier,
             jobs=jobs, dry_run=args.dry_run, show_progress=not args.quiet,
             windows=args.windows, window_days=args.window_days,

@@ -117,6 +117,9 @@ class TrainConfig:
     # a constrained objective's benefit is collective, which one branched
     # decision cannot show) or 'auto': windows when constrained.
     calibration_method: str = 'auto'
+    # The windows method's floor for the sampled terms, in hosts x usage
+    # samples per window (objectives.floor).
+    calibration_floor: float = objectives_mod.DEFAULT_FLOOR_HOST_SAMPLES
     calibration_horizon: int = 1000
     checkpoint_every: int = 10
     train_fraction: float = 0.8
@@ -460,7 +463,8 @@ class Trainer:
                                ray_address=c.ray_address) as fan:
                 calib = window_calibration.calibrate(
                     from_fallback, policy, self.objective,
-                    fallback=fallback, fan=fan, key=f'{self.run_id}-cal-')
+                    fallback=fallback, fan=fan, key=f'{self.run_id}-cal-',
+                    floor_host_samples=c.calibration_floor)
             if calib['act'] == 'never':
                 self._log('calibration: at no confidence level is the gated '
                           "policy at least as good as Nova's weighers on "

@@ -26,7 +26,11 @@ A level qualifies when, for every term the objective checks (its
 constraints and primary terms for ``pareto``; otherwise every term it
 weighs), the one-sided 95% upper bound of the per-group difference, gated
 minus fallback as a share of the fallback's mean (scaled as ``publish``
-scales it, :func:`paired.relative`), is at most 0, and the policy acts on
+scales it, :func:`paired.relative`), is at most 0 (or, for overload and
+hot host-hours, the bound of the absolute difference is at most a floor of
+one host for one usage sample per window, :func:`floors`: Nova's weighers
+overload a cluster for seconds in a day, and a relative bound on seconds
+is noise), and the policy acts on
 at least :data:`calibration.MIN_DECISIONS` decisions in all, over at least
 :data:`paired.MIN_GROUPS` groups; the threshold is the lowest qualifying
 level (:func:`calibration.choose_threshold` on the rows, whose ``upper_95``
@@ -50,7 +54,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -224,16 +228,22 @@ def collect(members: Sequence[HeldOut], policy: Policy,
     return fan.map(run_group, tasks)
 
 
-def table(groups: Sequence[Group], terms: Sequence[str]) -> list[dict]:
+def table(groups: Sequence[Group], terms: Sequence[str],
+          floors: Mapping[str, float] | None = None) -> list[dict]:
     """Per level, lowest first: the acting share, the decisions acted on
     (``decisions``) of those placed (``requests``), the groups and, per
     checked term, the paired relative difference's mean and one-sided 95%
     upper bound (``mean_diff``, ``upper_95``, None under 2 groups) with
-    the absolute means of the gated policy and the fallback; ``upper_95``
-    and ``worst_term``: the checked term with the highest bound (what
+    the absolute means of the gated policy and the fallback; for a term
+    with a floor (``floors``, in its units per group) also the absolute
+    difference's bound and the floor (``upper_95_abs``, ``floor``). Each
+    term's ``judged_95`` is its ``upper_95``, but at most 0 when the term
+    is within its floor; the row's ``upper_95`` and ``worst_term``: the
+    checked term with the highest ``judged_95`` (what
     :func:`calibration.choose_threshold` reads)."""
     if not groups:
         return []
+    floors = floors or {}
     reference = {t: [g.fallback.terms[t] for g in groups] for t in terms}
     rows = []
     for level in sorted(groups[0].gated):
@@ -241,16 +251,20 @@ def table(groups: Sequence[Group], terms: Sequence[str]) -> list[dict]:
         per_term: dict[str, dict] = {}
         for t in terms:
             mine = [r.terms[t] for r in runs]
-            entry: dict[str, Any] = {'mean_diff': None, 'upper_95': None}
+            entry: dict[str, Any] = {'mean_diff': None, 'upper_95': None,
+                                     'judged_95': None}
             if len(groups) >= 2:
-                bound = paired.upper_bound(paired.relative(mine,
-                                                           reference[t]))
-                entry = {'mean_diff': bound.mean, 'upper_95': bound.upper}
+                bound = paired.compare(mine, reference[t],
+                                       floors.get(t, 0.0))
+                entry = bound.as_dict()
+                del entry['n']
+                entry['judged_95'] = min(bound.upper, 0.0) \
+                    if bound.within_floor() else bound.upper
             entry.update(gated=float(np.mean(mine)),
                          fallback=float(np.mean(reference[t])))
             per_term[t] = entry
-        bounded = [t for t in terms if per_term[t]['upper_95'] is not None]
-        worst = max(bounded, key=lambda t: per_term[t]['upper_95']) \
+        bounded = [t for t in terms if per_term[t]['judged_95'] is not None]
+        worst = max(bounded, key=lambda t: per_term[t]['judged_95']) \
             if bounded else None
         requests = sum(r.decisions for r in runs)
         acted = sum(r.acted for r in runs)
@@ -260,7 +274,7 @@ def table(groups: Sequence[Group], terms: Sequence[str]) -> list[dict]:
             'decisions': acted,
             'requests': requests,
             'groups': len(groups),
-            'upper_95': per_term[worst]['upper_95'] if worst else None,
+            'upper_95': per_term[worst]['judged_95'] if worst else None,
             'worst_term': worst,
             'terms': per_term,
         })
@@ -268,27 +282,44 @@ def table(groups: Sequence[Group], terms: Sequence[str]) -> list[dict]:
 
 
 def method_text(fallback: str, groups: int, horizon_s: float,
-                hours: float | None = None) -> str:
+                hours: float | None = None,
+                floor_host_samples: float = 0.0) -> str:
     span = f'{horizon_s / 3600:g} h' if hours is None else \
         f'up to {horizon_s / 3600:g} h (mean {hours:.1f} h)'
+    floor = '' if not floor_host_samples else (
+        f' or, for {" and ".join(objectives_mod.SAMPLED_TERMS)}, its '
+        f'absolute bound <= {floor_host_samples:g} host x usage sample '
+        'per window')
     return (f'windows: the policy gated at each level vs {fallback} over '
             f'{groups} held-out starts x {span}, every checked term\'s '
-            'one-sided 95% bound <= 0')
+            f'one-sided 95% bound <= 0{floor}')
+
+
+def floors(members: Sequence[HeldOut], terms: Sequence[str],
+           host_samples: float) -> dict[str, float]:
+    """Each term's :func:`objectives.floor` per window, at the finest
+    usage interval of the members (the strictest floor)."""
+    interval = min(m.val_env.config.usage_interval_s for m in members)
+    return {t: objectives_mod.floor(t, interval, host_samples)
+            for t in terms}
 
 
 def calibrate(members: Sequence[HeldOut], policy: Policy,
               objective: objectives_mod.Objective,
               horizon_s: float = calibration.DEFAULT_HORIZON_S,
               fallback: str | None = None, *, fan: Fanout | None = None,
-              key: str = '') -> dict:
+              key: str = '',
+              floor_host_samples: float =
+              objectives_mod.DEFAULT_FLOOR_HOST_SAMPLES) -> dict:
     """The manifest's ``calibration`` section by this method: ``act`` and
     ``confidence_threshold`` (:func:`calibration.manifest_fields`), the
     :func:`table`, the checked ``terms``, ``groups``, ``horizon_s``,
-    ``continuation`` (the fallback) and ``method``."""
+    ``continuation`` (the fallback), ``floor_host_samples`` (the sampled
+    terms' floor, :func:`floors`) and ``method``."""
     fallback = fallback or calibration.fallback_of(members[0].val_env)
     groups = collect(members, policy, horizon_s, fallback, fan=fan, key=key)
     terms = checked_terms(objective)
-    rows = table(groups, terms)
+    rows = table(groups, terms, floors(members, terms, floor_host_samples))
     # Looked up at call time: the one rule for both methods.
     threshold = calibration.choose_threshold(rows)
     hours = float(np.mean([g.hours for g in groups])) if groups else 0.0
@@ -296,4 +327,6 @@ def calibrate(members: Sequence[HeldOut], policy: Policy,
             'terms': list(terms), 'groups': len(groups),
             'horizon_s': float(horizon_s), 'hours': hours,
             'continuation': fallback,
-            'method': method_text(fallback, len(groups), horizon_s, hours)}
+            'floor_host_samples': float(floor_host_samples),
+            'method': method_text(fallback, len(groups), horizon_s, hours,
+                                  floor_host_samples)}

@@ -6,7 +6,8 @@ and installing it only when it wins.
     nova-rl-trainer publish --candidate DIR --target DIR
         [--objective NAME] [--objective-option KEY=NUMBER]
         [--scenario NAME]... [--trace PATH --hosts N ...] [--seed S]...
-        [--tolerance REL] [--terms all|objective|T1,T2] [--keep N]
+        [--tolerance REL] [--floor HOST_SAMPLES]
+        [--terms all|objective|T1,T2] [--keep N]
         [--threshold T] [--multiplier M] [--windows N] [--window-days D]
         [--workers N] [--ray-address ADDRESS] [--dry-run]
         [--json OUT] [--quiet]
@@ -28,11 +29,15 @@ candidate is installed only if, against the current policy and against
 * no checked objective term is worse: the one-sided 95% upper confidence
   bound (Student's t) of its mean paired difference, candidate minus
   reference as a share of the reference's mean, is at most ``--tolerance``
-  (default 0). By default the checked terms are those the chosen objective
-  weighs (for ``packing``: active host-hours, energy and rejections): the
-  operator chose that objective, and a packing policy is by design hotter
-  than Nova's spreading default. ``--terms all`` checks every term of
-  :data:`objectives.TERMS`;
+  (default 0), or, for overload and hot host-hours, the bound of the mean
+  absolute difference per window is at most ``--floor`` hosts for one usage
+  sample (default 1: 5 minutes of one host, the finest step usage is
+  measured in; a relative bound on the seconds of overload Nova's weighers
+  leave in a window is noise). By default the checked terms are those the
+  chosen objective weighs (for ``packing``: active host-hours, energy and
+  rejections): the operator chose that objective, and a packing policy is
+  by design hotter than Nova's spreading default. ``--terms all`` checks
+  every term of :data:`objectives.TERMS`;
 * the chosen objective (the candidate manifest's ``objective``, or
   ``--objective``) improves: its mean paired difference is below zero.
 
@@ -167,12 +172,15 @@ def _gated_spec(path: str, threshold: float | None,
     return f'{path}:{",".join(options)}'
 
 
-def _judge(cases: list[Case], terms: tuple[str, ...], tolerance: float
+def _judge(cases: list[Case], terms: tuple[str, ...], tolerance: float,
+           floors: dict[str, float] | None = None
            ) -> tuple[list[Failure], list[Judgement]]:
     """Paired over the cases (independent windows): each checked term must
     have a one-sided 95% upper bound of its mean relative difference
-    within ``tolerance``; the objective needs a mean improvement
+    within ``tolerance``, or of its absolute one within its floor
+    (``floors``, per case); the objective needs a mean improvement
     (:mod:`~nova_rl_trainer.simulation.paired`)."""
+    floors = floors or {}
     failures, judgements = [], []
     for ref in (CURRENT, BASELINE):
         if ref not in cases[0].metrics:
@@ -181,7 +189,7 @@ def _judge(cases: list[Case], terms: tuple[str, ...], tolerance: float
             key = 'objective_value' if term == 'objective' else term
             c = [float(case.metrics[CANDIDATE][key]) for case in cases]
             o = [float(case.metrics[ref][key]) for case in cases]
-            bound = paired.upper_bound(paired.relative(c, o))
+            bound = paired.compare(c, o, floors.get(term, 0.0))
             passed = (bound.improves() if term == 'objective'
                       else bound.not_worse(tolerance))
             j = Judgement(ref, term, bound, passed)
@@ -199,6 +207,7 @@ def publish(candidate: str, target: str, *,
             seeds: Sequence[int] = (0,),
             setups: Sequence[Setup] | None = None,
             tolerance: float = 0.0,
+            floor: float = objectives_mod.DEFAULT_FLOOR_HOST_SAMPLES,
             terms: str | Sequence[str] | None = None,
             keep: int = DEFAULT_KEEP,
             threshold: float | None = None,
@@ -223,6 +232,9 @@ def publish(candidate: str, target: str, *,
     """
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise PublishError('tolerance must be a finite number >= 0')
+    if not (math.isfinite(floor) and floor >= 0):
+        raise PublishError('floor must be a finite number of host-samples '
+                           '>= 0')
     if keep < 0:
         raise PublishError('keep must be >= 0')
     # Nova refuses such a threshold and ignores such a multiplier: the
@@ -318,7 +330,10 @@ def publish(candidate: str, target: str, *,
                 f'{len(cases)} held-out cases: the verdict needs at least '
                 f'{paired.MIN_GROUPS} independent ones (--windows, or '
                 'scenarios x seeds)')
-        failures, judgements = _judge(cases, checked, tolerance)
+        interval = min(s.config.usage_interval_s for s in setups)
+        failures, judgements = _judge(
+            cases, checked, tolerance,
+            {t: objectives_mod.floor(t, interval, floor) for t in checked})
 
         result = PublishResult(
             target=target, candidate=os.path.abspath(candidate),
@@ -326,7 +341,7 @@ def publish(candidate: str, target: str, *,
             objective=obj.name, terms=checked, tolerance=tolerance,
             current_version=cur_version, cases=cases,
             failures=failures, notes=notes, dry_run=dry_run,
-            judgements=judgements)
+            judgements=judgements, floor_host_samples=floor)
         if result.accepted and not dry_run:
             _install(result, state, cand_copy, cand.fingerprint, keep)
         return result

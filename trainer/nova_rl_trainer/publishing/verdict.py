@@ -47,7 +47,9 @@ class Judgement:
     def as_dict(self) -> dict[str, Any]:
         return {'reference': self.reference, 'term': self.term,
                 'rule': ('mean < 0' if self.term == 'objective'
-                         else 'upper_95 <= tolerance'),
+                         else 'upper_95 <= tolerance' if not self.bound.floor
+                         else 'upper_95 <= tolerance or upper_95_abs <= '
+                              'floor'),
                 **{k: _json_number(v)
                    for k, v in self.bound.as_dict().items()},
                 'passed': self.passed}
@@ -72,9 +74,14 @@ class Failure:
             return (f'objective {objective} is not better than '
                     f'{self.reference}{where}: candidate mean '
                     f'{self.candidate:.6g} vs {self.other:.6g} ({stats})')
+        if b is not None and b.floor:
+            stats += (f' > tolerance {tolerance:.1%}; absolute bound '
+                      f'{b.upper_abs:+.4g} per window > floor {b.floor:.4g}')
+        else:
+            stats += f' > tolerance {tolerance:.1%}'
         return (f'{self.term} is worse than {self.reference}{where}: '
                 f'candidate mean {self.candidate:.6g} vs {self.other:.6g} '
-                f'({stats} > tolerance {tolerance:.1%})')
+                f'({stats})')
 
 
 @dataclasses.dataclass
@@ -102,6 +109,9 @@ class PublishResult:
     refusals: list[str] = dataclasses.field(default_factory=list)
     # Every term against every reference, paired over the cases.
     judgements: list[Judgement] = dataclasses.field(default_factory=list)
+    # The sampled terms' floor, in hosts x usage samples per case
+    # (objectives.floor); 0: their relative bound alone.
+    floor_host_samples: float = 0.0
 
     @property
     def accepted(self) -> bool:
@@ -158,14 +168,26 @@ class PublishResult:
         lines.append('paired over the cases, candidate - reference as a '
                      "share of the reference's mean; a term passes when the "
                      'one-sided 95% upper bound (Student t) is <= tolerance '
-                     f'{self.tolerance:.1%}, the objective when the mean '
-                     'is < 0')
+                     f'{self.tolerance:.1%}' + (
+                         '' if not self.floor_host_samples else
+                         ' (or, for '
+                         + ' and '.join(objectives_mod.SAMPLED_TERMS)
+                         + ', when the bound of the absolute difference '
+                         f'is <= {self.floor_host_samples:g} host x usage '
+                         'sample per case)') + ', the objective when the '
+                     'mean is < 0')
         lines.append(f'{"reference":<14}{"term":<{width}}{"mean diff":>11}'
                      f'{"upper 95%":>11}{"n":>5}   result')
         for j in self.judgements:
+            floor = ''
+            if j.passed and j.bound.within_floor() and \
+                    j.bound.upper > self.tolerance + paired.EPS:
+                floor = (f' (within the floor: {j.bound.upper_abs:+.3g} <= '
+                         f'{j.bound.floor:.3g} per case)')
             lines.append(f'{j.reference:<14}{j.term:<{width}}'
                          f'{j.bound.mean:>+11.2%}{j.bound.upper:>+11.2%}'
-                         f'{j.bound.n:>5}   {"pass" if j.passed else "FAIL"}')
+                         f'{j.bound.n:>5}   {"pass" if j.passed else "FAIL"}'
+                         f'{floor}')
         return '\n'.join(lines).rstrip() + '\n'
 
     def summary(self) -> dict[str, Any]:
@@ -179,6 +201,7 @@ class PublishResult:
             'objective': self.objective,
             'terms': list(self.terms),
             'tolerance': self.tolerance,
+            'floor_host_samples': self.floor_host_samples,
             'accepted': self.accepted,
             'installed': self.installed,
             'installed_as': self.installed_as,

@@ -55,6 +55,30 @@ TERMS: tuple[str, ...] = (
 #: Cost of a rejected request, in the units of each objective's main term.
 REJECTION_COST = 10.0
 
+#: Terms a host accrues while its sampled CPU use is past a limit: the usage
+#: they are measured from changes once per usage sample.
+SAMPLED_TERMS: tuple[str, ...] = ('overload_host_hours', 'hot_host_hours')
+
+#: Default :func:`floor`: one host for one usage sample.
+DEFAULT_FLOOR_HOST_SAMPLES = 1.0
+
+
+def floor(term: str, usage_interval_s: float,
+          host_samples: float = DEFAULT_FLOOR_HOST_SAMPLES) -> float:
+    """How much more of ``term`` a paired comparison may find per group
+    (window) and still call it no worse
+    (:func:`~nova_rl_trainer.simulation.paired.compare`): for
+    :data:`SAMPLED_TERMS`, ``host_samples`` hosts for one usage sample of
+    ``usage_interval_s`` (in host-hours; 5 minutes of one host by default,
+    the finest step the usage is measured in); 0 for every other term,
+    which keeps its relative bound only (a rejection is never noise)."""
+    if not (math.isfinite(host_samples) and host_samples >= 0):
+        raise ValueError('the floor must be a finite number of host-samples '
+                         '>= 0')
+    if term not in SAMPLED_TERMS:
+        return 0.0
+    return host_samples * usage_interval_s / 3600.0
+
 
 class ObjectiveError(ValueError):
     """Unknown objective or invalid option."""

@@ -18,6 +18,15 @@ candidate no worse in any group passes "not worse". Differences are scaled by
 the reference's mean magnitude
 (:func:`relative`), so a tolerance of 0.01 allows 1% of the reference.
 At least :data:`MIN_GROUPS` groups are required.
+
+A relative bound on a term the reference barely accrues is noise: where
+Nova's weighers overload for a minute in a day-long window, a candidate's
+few extra seconds are +100%. So a term may also be judged in its own units
+against a ``floor`` (:func:`compare`): it is not worse when the one-sided
+bound of the mean absolute difference per group is at most the floor,
+which for the host-hour terms set by sampled usage is one host for one
+usage sample (:func:`~nova_rl_trainer.simulation.objectives.floor`): below
+what one group measures.
 """
 
 from __future__ import annotations
@@ -63,15 +72,28 @@ class Bound:
     n: int
     mean: float
     upper: float
+    #: The bound of the mean absolute difference per group, in the term's
+    #: own units, and the floor it is held to (:func:`compare`).
+    upper_abs: float | None = None
+    floor: float = 0.0
 
     def not_worse(self, tolerance: float = 0.0) -> bool:
-        return self.upper <= tolerance + EPS
+        """Within ``tolerance`` of the reference, or within the floor in
+        the term's units."""
+        return self.upper <= tolerance + EPS or self.within_floor()
+
+    def within_floor(self) -> bool:
+        return self.floor > 0 and self.upper_abs is not None and \
+            self.upper_abs <= self.floor + EPS
 
     def improves(self) -> bool:
         return self.mean < -EPS
 
     def as_dict(self) -> dict:
-        return {'n': self.n, 'mean_diff': self.mean, 'upper_95': self.upper}
+        out = {'n': self.n, 'mean_diff': self.mean, 'upper_95': self.upper}
+        if self.floor > 0:
+            out.update(upper_95_abs=self.upper_abs, floor=self.floor)
+        return out
 
 
 def upper_bound(diffs: Sequence[float]) -> Bound:
@@ -87,6 +109,20 @@ def upper_bound(diffs: Sequence[float]) -> Bound:
     # spread that gain adds is not evidence of a loss).
     upper = min(mean + t95(n - 1) * sd / math.sqrt(n), float(d.max()))
     return Bound(n, mean, upper)
+
+
+def compare(candidate: Sequence[float], reference: Sequence[float],
+            floor: float = 0.0) -> Bound:
+    """The bound of the paired relative differences (:func:`relative`),
+    with, when ``floor`` > 0, the bound of the absolute ones held to it."""
+    if not (math.isfinite(floor) and floor >= 0):
+        raise ValueError('floor must be a finite number >= 0')
+    bound = upper_bound(relative(candidate, reference))
+    if floor == 0:
+        return bound
+    absolute = upper_bound(np.asarray(candidate, dtype=float)
+                           - np.asarray(reference, dtype=float))
+    return dataclasses.replace(bound, upper_abs=absolute.upper, floor=floor)
 
 
 def relative(candidate: Sequence[float], reference: Sequence[float]
