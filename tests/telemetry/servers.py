@@ -27,6 +27,7 @@ import json
 import os
 from pathlib import Path
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -71,8 +72,31 @@ def log_tail(path: str | os.PathLike, lines: int = 25) -> str:
     return '\n'.join(text.splitlines()[-lines:])
 
 
+#: A Python exception with its message, as a traceback's last line.
+_EXCEPTION = re.compile(r'^[A-Za-z_][\w.]*(Error|Exception): \S')
+
+
+def first_error(path: str | os.PathLike) -> str | None:
+    """The log's first exception line, or None.
+
+    The tail may not hold it: when one uWSGI worker fails to load the
+    app, uWSGI stops the others mid-import, and their tracebacks (a
+    KeyboardInterrupt) push the first worker's reason out of the tail
+    (seen on a loaded CI machine)."""
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            for line in f:
+                if _EXCEPTION.match(line):
+                    return line.rstrip()
+    except OSError:
+        pass
+    return None
+
+
 def _fail(what: str, log: str | os.PathLike, reason: str) -> ServerError:
-    return ServerError(f'{what} {reason}; last lines of {log}:\n'
+    error = first_error(log)
+    first = f'; first error in {log}: {error}' if error else ''
+    return ServerError(f'{what} {reason}{first}; last lines of {log}:\n'
                        + log_tail(log))
 
 
