@@ -3,6 +3,8 @@ what it achieved against its warm start."""
 
 from __future__ import annotations
 
+from nova_rl_trainer.publishing import report as publishing_report
+
 
 def outcome(summary: dict) -> str:
     """What the run achieved against its warm start, in one plain
@@ -46,6 +48,8 @@ def constraints(summary: dict) -> str:
 
 def plot_curves(history: list[dict], baselines: dict[str, float],
                 path: str) -> None:
+    """Plot the validation cost and PPO's statistics into the PNG
+    ``path``, replaced whole like the evaluation report's plots."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -94,5 +98,4 @@ def plot_curves(history: list[dict], baselines: dict[str, float],
     ax.set_title('PPO' + (' and Lagrange multipliers' if with_lambda
                           else ''))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    publishing_report.save_figure(fig, path)

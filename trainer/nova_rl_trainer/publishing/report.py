@@ -9,6 +9,10 @@
 * ``cpu_util.png``: the distribution of active hosts' CPU utilisation
   (demand / physical cores; right of 1.0 is overload);
 * ``overload.png``: overloaded hosts over time.
+
+Every file is replaced whole (:func:`nova_rl_weigher.fileio.atomic_write`):
+a reader of the previous report, or a run that fails half-way, sees the
+old file or the new one, never part of one.
 """
 
 from __future__ import annotations
@@ -107,8 +111,7 @@ def write_report(results: Sequence[RunResult], directory: str,
         name = os.path.basename(path)
         md += [f'![{name}]({name})', '']
     md_path = os.path.join(directory, 'report.md')
-    with open(md_path, 'w', encoding='utf-8') as f:
-        f.write('\n'.join(md))
+    fileio.atomic_write(md_path, '\n'.join(md))
     written.insert(0, md_path)
     return written
 
@@ -181,9 +184,24 @@ def _plots(results: Sequence[RunResult], directory: str) -> list[str]:
 
 
 def _save(fig, directory: str, name: str) -> str:
-    from matplotlib import pyplot as plt
     path = os.path.join(directory, name)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
+
+
+def save_figure(fig, path: str) -> None:
+    """Save ``fig`` as a PNG at ``path`` (100 dpi) and close it.
+
+    The image is rendered in memory first and then replaced whole with
+    :func:`nova_rl_weigher.fileio.atomic_write`: matplotlib writes a path
+    in place, so a failure while rendering, or a reader of the previous
+    plot, would meet a truncated PNG.
+    """
+    from matplotlib import pyplot as plt
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format='png', dpi=100)
+    finally:
+        plt.close(fig)
+    fileio.atomic_write(path, buf.getvalue())
