@@ -329,6 +329,33 @@ def test_train_resume_with_a_checkpoint_resumes(tmp_path, capsys, trace,
     assert _NoTraining.resumed == [True]
 
 
+def test_train_resume_checkpoint_gone_before_the_run(tmp_path, capsys,
+                                                     trace, monkeypatch):
+    """The trainer's own refusal (the checkpoint went after the command
+    looked) is the command's: one line, exit status 2, no traceback."""
+    from nova_rl_trainer.learning import checkpoint
+    from nova_rl_trainer.learning import train
+    out = tmp_path / 'out'
+    checkpoint.save(str(out / 'checkpoint'), {'iteration': 3})
+
+    class CheckpointGone:
+        def __init__(self, make_env, out_dir, *args, **kwargs) -> None:
+            self.out = out_dir
+            shutil.rmtree(train.checkpoint_dir(out_dir))
+
+        def run(self, resume: bool = False) -> dict:
+            # What Trainer.run does first when asked to resume.
+            train.check_resume(self.out)
+            raise AssertionError('the training started')
+
+    monkeypatch.setattr(train, 'Trainer', CheckpointGone)
+    rc = cli.main(['train', '--trace', trace, *CLUSTER, '--out', str(out),
+                   '--iterations', '1', '--quiet', '--resume'])
+    assert rc == 2
+    one_line_error(capsys, f'--resume: no checkpoint in {out}/checkpoint '
+                           'to resume from')
+
+
 def test_evaluate_replaces_metrics_csv_whole(tmp_path, capsys, trace):
     """A reader of the previous metrics.csv keeps the whole previous table
     while the next evaluation writes its own (the file was truncated and

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -84,6 +85,27 @@ def test_resume_continues_exactly(small, tmp_path):
     ww, ws = weights(whole), weights(split)
     for name in ww:
         np.testing.assert_array_equal(ww[name], ws[name])
+
+
+@pytest.mark.parametrize('make', ['none', 'empty-checkpoint'])
+def test_resume_without_a_checkpoint_is_refused(small, tmp_path, make):
+    """The library call refuses as ``train --resume`` does, with nothing
+    written: it started afresh, warm start and all, without a word."""
+    out = tmp_path / 'out'
+    if make == 'empty-checkpoint':
+        (out / 'checkpoint').mkdir(parents=True)
+    trainer = train.Trainer(small, str(out), config(2), {}, progress=False)
+    wording = f'no checkpoint in {out}/checkpoint to resume from'
+    with pytest.raises(FileNotFoundError, match=re.escape(wording)) as e:
+        trainer.run(resume=True)
+    assert isinstance(e.value, train.NoCheckpoint)
+    assert str(e.value) == wording
+    assert trainer.iteration == 0
+    if make == 'none':
+        assert not out.exists()
+    else:
+        assert os.listdir(out) == ['checkpoint']
+        assert os.listdir(out / 'checkpoint') == []
 
 
 def test_checkpoint_round_trip_without_pickle(tmp_path):

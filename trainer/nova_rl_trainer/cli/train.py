@@ -179,19 +179,20 @@ def register(sub: argparse._SubParsersAction) -> None:
             summary = trainer.run(resume=args.resume)
         except fanout.FanoutError as e:
             raise options.CliError(str(e)) from None
+        except train.NoCheckpoint as e:
+            # The checkpoint went after check_resume() looked.
+            raise options.CliError(f'--resume: {e}') from None
         print(json.dumps(summary, indent=2))
         return 0
     p.set_defaults(func=cmd)
 
 
 def check_resume(out: str) -> None:
-    """CliError unless ``out`` holds a checkpoint to resume from: without
-    one the trainer starts afresh, warm start and all, and an operator who
-    mistyped OUT, or whose run stopped before its first checkpoint, would
-    not know it until the run's end."""
-    from nova_rl_trainer.learning import checkpoint
+    """CliError unless ``out`` holds a checkpoint to resume from: the
+    trainer's own check (:func:`train.check_resume`), made here before the
+    trace is read so that the refusal comes before any work."""
     from nova_rl_trainer.learning import train
-    path = train.checkpoint_dir(out)
-    if not checkpoint.exists(path):
-        raise options.CliError(f'--resume: no checkpoint in {path} to '
-                               'resume from')
+    try:
+        train.check_resume(out)
+    except train.NoCheckpoint as e:
+        raise options.CliError(f'--resume: {e}') from None

@@ -42,7 +42,8 @@ multipliers in every environment and the warm start's tuning).
 (``curves.png`` plots them).
 
 Checkpoints (``OUT/checkpoint``, no pickle) are written every few
-iterations; ``--resume`` continues from one. Same seed and iteration count,
+iterations; ``--resume`` continues from one (``run(resume=True)`` raises
+:class:`NoCheckpoint` when there is none). Same seed and iteration count,
 same weights.
 """
 
@@ -89,6 +90,24 @@ def checkpoint_dir(out: str) -> str:
     """Where a run into ``out`` keeps its checkpoint (``--resume`` reads
     it): ``out/checkpoint``."""
     return os.path.join(out, 'checkpoint')
+
+
+class NoCheckpoint(FileNotFoundError):
+    """A run asked to resume from ``out`` that holds no checkpoint."""
+
+
+def check_resume(out: str) -> None:
+    """Raise :class:`NoCheckpoint` unless ``out`` holds a checkpoint to
+    resume from.
+
+    Starting afresh instead, warm start and all, would hide a mistyped
+    ``out``, or a run that stopped before its first checkpoint, until the
+    run's end. ``train --resume`` calls this before reading the trace and
+    words its error from this one's.
+    """
+    path = checkpoint_dir(out)
+    if not checkpoint.exists(path):
+        raise NoCheckpoint(f'no checkpoint in {path} to resume from')
 
 
 @dataclasses.dataclass
@@ -570,11 +589,18 @@ class Trainer:
                 'cpu': round((time.process_time() - cpu) / 60.0, 3)}
 
     def run(self, resume: bool = False) -> dict:
+        """Train, export the policy and return the run's summary.
+
+        ``resume=True`` continues from the checkpoint in ``out``, and
+        raises :class:`NoCheckpoint` (nothing written) when there is none.
+        """
         c = self.config
+        if resume:
+            check_resume(self.out)
         started = time.monotonic()
         deadline = started + 60.0 * c.minutes if c.minutes else None
         os.makedirs(self.out, exist_ok=True)
-        if resume and checkpoint.exists(self.checkpoint_path):
+        if resume:
             self.load_checkpoint()
             self._log(f'resumed at iteration {self.iteration}')
         else:
