@@ -133,6 +133,37 @@ def test_hosts_outside_the_cluster_or_the_candidates():
     assert any('cluster file does not list' in w for w in result.warnings)
 
 
+class Unreachable(MetricsSource):
+    """A source that fails the test if it is asked anything."""
+
+    name = 'unreachable'
+
+    @classmethod
+    def from_arguments(cls, args):
+        raise NotImplementedError
+
+    def instances(self, start, stop):
+        raise AssertionError('the source was queried')
+
+    def cpu_usage(self, instances, start, stop):
+        raise AssertionError('the source was queried')
+
+
+def test_nothing_to_join_queries_nothing():
+    """No decision, or none naming an instance and its hosts: the result
+    says the source was not queried (and it was not)."""
+    for records in ([], [record(T0, ''), record(T0, 'vm1', hosts=())]):
+        result = outcomes.join(records, Unreachable(), CLUSTER,
+                               now=at(T0 + 86400))
+        assert result.queried is False
+        assert result.rows == [] and result.warnings == []
+        assert result.summary['decisions'] == len(records)
+        assert result.summary['joined'] == 0
+        assert 'instances' not in result.summary
+    assert outcomes.join([record(T0, 'vm2')], cloud(), CLUSTER,
+                         now=at(T0 + 86400)).queried is True
+
+
 def test_written_atomically_and_read_back(tmp_path):
     result = outcomes.join([record(T0, 'vm2')], cloud(), CLUSTER,
                            now=at(T0 + 86400))

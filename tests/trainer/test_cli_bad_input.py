@@ -413,6 +413,35 @@ def test_outcomes_without_decision_log_files(tmp_path, capsys,
     assert capsys.readouterr() == ('', '')
 
 
+def test_outcomes_with_nothing_to_join_queries_nothing(tmp_path, capsys,
+                                                       outcomes_args,
+                                                       monkeypatch):
+    """No decision to join: the source is never asked, the summary line
+    says so instead of naming it as what the outcomes came from, and the
+    outputs are written as with decisions (empty JSON lines, the same
+    summary keys)."""
+    from nova_rl_trainer.telemetry import csv_source
+
+    def unreachable(self, *args, **kwargs):
+        raise AssertionError('the source was queried')
+
+    monkeypatch.setattr(csv_source.CsvSource, 'instances', unreachable)
+    monkeypatch.setattr(csv_source.CsvSource, 'cpu_usage', unreachable)
+    log, argv = outcomes_args
+    summary = tmp_path / 'summary.json'
+    assert cli.main(argv + ['--json', str(summary)]) == 0
+    captured = capsys.readouterr()
+    out = tmp_path / 'outcomes.jsonl'
+    assert captured.out == ('0 of 0 decisions joined: nothing to join, csv '
+                            f'not queried -> {out}\n')
+    assert 'no decision log files' in captured.err
+    assert out.read_bytes() == b''
+    written = json.loads(summary.read_text())
+    assert written['decisions'] == written['joined'] == 0
+    assert written['source'] == 'csv' and written['out'] == str(out)
+    assert written['log']['files'] == 0
+
+
 def test_outcomes_with_an_empty_decision_log_file(tmp_path, capsys,
                                                   outcomes_args):
     """A log file with no record yet is not that warning."""

@@ -18,7 +18,10 @@ it). ``retrain --outcomes`` reads the output.
 
 Exit status 0 when the file is written, 2 with one line on stderr
 otherwise; the output is replaced atomically. A ``--decisions`` with no
-decision log file in it is a warning: the file is written, empty.
+decision log file in it is a warning: the file is written, empty. With
+nothing to join (no decision in the window names an instance and its
+hosts) the source is not queried, and the summary line says so; its
+options are still checked.
 """
 
 from __future__ import annotations
@@ -121,7 +124,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         warn(_log_warnings(args.decisions, stats) + list(result.warnings))
         s = result.summary
-        print(f"{s['joined']} of {s['decisions']} decisions joined "
-              f"({s['complete']} with the whole {args.horizon_s:g} s "
-              f"horizon) from {args.source} -> {args.out}")
+        if result.queried:
+            print(f"{s['joined']} of {s['decisions']} decisions joined "
+                  f"({s['complete']} with the whole {args.horizon_s:g} s "
+                  f"horizon) from {args.source} -> {args.out}")
+        else:
+            # "from gnocchi" would claim a read that did not happen.
+            print(f"{s['joined']} of {s['decisions']} decisions joined: "
+                  f'nothing to join, {args.source} not queried -> '
+                  f'{args.out}')
     return 0

@@ -67,6 +67,9 @@ class OutcomesResult:
     rows: list[dict]
     summary: dict
     warnings: list[str]
+    #: Whether the source was asked anything: not when no decision names
+    #: an instance and its candidate hosts (nothing to join).
+    queried: bool = True
 
 
 @dataclasses.dataclass
@@ -186,7 +189,11 @@ def join(records: Iterable[decision_records.Record],
          horizon_s: float = DEFAULT_HORIZON_S,
          config: SimConfig | None = None,
          now: dt.datetime | None = None) -> OutcomesResult:
-    """Join ``records`` with what followed, read from ``source``."""
+    """Join ``records`` with what followed, read from ``source``.
+
+    The source is queried only when some record names an instance and its
+    candidate hosts (``queried`` in the result says whether it was).
+    """
     if not (math.isfinite(horizon_s) and horizon_s > 0):
         raise ValueError(f'--horizon-s {horizon_s:g}: must be a positive '
                          'number of seconds')
@@ -246,7 +253,7 @@ def join(records: Iterable[decision_records.Record],
         warnings.append(f"{skipped['host_not_in_cluster']} decisions placed "
                         'on hosts the cluster file does not list (is it '
                         'current? nova-rl-trainer cluster --from-placement)')
-    return OutcomesResult(rows, summary, warnings)
+    return OutcomesResult(rows, summary, warnings, queried=bool(usable))
 
 
 def _outcome(record: decision_records.Record, inst: Instance | None,
