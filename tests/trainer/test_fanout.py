@@ -1,10 +1,13 @@
 """Fanout: ordered results, the worker's exceptions, identical paths, Ray.
 
 The Ray test starts a real local Ray head on 127.0.0.1 (skipped, saying
-so, when Ray is not installed: it is optional)."""
+so, when Ray is not installed: it is optional), and checks that none of
+its processes listens beyond the loopback interface."""
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
 import shutil
 import signal
@@ -115,14 +118,45 @@ def test_ray_address_that_does_not_answer_is_a_clear_error():
     assert '\n' not in str(e.value)
 
 
+@dataclasses.dataclass
+class RayHead:
+    address: str
+    pid: int
+    temp: str
+
+    def pids(self) -> list[int]:
+        """Every process of this head: its session (``ray start`` and the
+        daemons and workers it forks) and whatever names its temp dir."""
+        return sorted(set(_pids_in_session(self.pid))
+                      | set(_pids_mentioning(self.temp)))
+
+
+#: Ray local-only: ``ray start --node-ip-address 127.0.0.1`` alone does not
+#: do it on Linux, where Ray replaces a loopback node address by the
+#: machine's own (ray._private.services.resolve_ip_for_localhost); its GCS,
+#: raylet and workers then listen on every interface and its runtime env
+#: agent on the machine's address. Off, as on macOS and Windows, the node
+#: address stays 127.0.0.1, which makes every one of them listen on the
+#: loopback interface only.
+LOCAL_ONLY = {'RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER': '0'}
+
+
 @pytest.fixture
-def ray_head():
-    """A real Ray head on 127.0.0.1 (``ray start --block``, ours alone)."""
+def ray_head(monkeypatch):
+    """A real Ray head on 127.0.0.1 (``ray start --block``, ours alone),
+    reachable from nowhere else."""
     cli = _ray_cli()
     if cli is None:
         pytest.skip('Ray is not installed (optional: pip install ray)')
+    # This process is the driver: it resolves 127.0.0.1 the same way, so
+    # it needs the same setting, read by Ray when it resolves (its
+    # constants module read the variable when first imported).
+    from ray._private import ray_constants
+    for name, value in LOCAL_ONLY.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(ray_constants, 'ENABLE_RAY_CLUSTER', False)
     port = free_port()
-    env = {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0'}
+    env = {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0', **LOCAL_ONLY}
     # Short: Ray's socket paths under it must fit in 107 bytes.
     temp = tempfile.mkdtemp(prefix='ray', dir='/tmp')
     head = subprocess.Popen(
@@ -134,7 +168,7 @@ def ray_head():
         start_new_session=True)
     try:
         _wait_for_port(port, head)
-        yield f'127.0.0.1:{port}'
+        yield RayHead(f'127.0.0.1:{port}', head.pid, temp)
     finally:
         _stop_head(head, temp)
 
@@ -182,17 +216,115 @@ def _pids_mentioning(text: str) -> list[int]:
     return out
 
 
+def _pids_in_session(sid: int) -> list[int]:
+    out = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                # After the command name (in parentheses, may hold spaces):
+                # state, ppid, pgrp, session.
+                fields = f.read().rpartition(')')[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:
+            out.append(int(entry))
+    return out
+
+
+def _listening_tcp() -> dict[str, tuple[str, int]]:
+    """Listening TCP sockets of this network namespace by socket inode:
+    ``{inode: (address, port)}``, from /proc/net/tcp and tcp6."""
+    out = {}
+    for table, family in (('tcp', 4), ('tcp6', 6)):
+        try:
+            f = open(f'/proc/net/{table}')
+        except FileNotFoundError:
+            continue        # no IPv6
+        with f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if cols[3] != '0A':      # TCP_LISTEN
+                    continue
+                hex_addr, hex_port = cols[1].split(':')
+                raw = bytes.fromhex(hex_addr)
+                # The kernel prints each 32-bit word in host (little-endian)
+                # order.
+                raw = b''.join(raw[i:i + 4][::-1]
+                               for i in range(0, len(raw), 4))
+                address = str(ipaddress.IPv4Address(raw) if family == 4
+                              else ipaddress.IPv6Address(raw))
+                out[cols[9]] = (address, int(hex_port, 16))
+    return out
+
+
+def _listening_sockets(pids: list[int]) -> list[tuple[int, str, int]]:
+    """``(pid, address, port)`` of every listening TCP socket ``pids``
+    hold."""
+    listening = _listening_tcp()
+    found = []
+    for pid in pids:
+        try:
+            fds = os.listdir(f'/proc/{pid}/fd')
+        except OSError:
+            continue        # gone meanwhile
+        for fd in fds:
+            try:
+                target = os.readlink(f'/proc/{pid}/fd/{fd}')
+            except OSError:
+                continue
+            inode = target.removeprefix('socket:[').removesuffix(']')
+            if target.startswith('socket:[') and inode in listening:
+                found.append((pid, *listening[inode]))
+    return sorted(set(found))
+
+
+def _loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    mapped = getattr(ip, 'ipv4_mapped', None)   # ::ffff:127.0.0.1
+    return (mapped or ip).is_loopback
+
+
+def _describe(pid: int) -> str:
+    try:
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            return f.read().replace(b'\0', b' ').decode()[:120]
+    except OSError:
+        return '?'
+
+
+def test_loopback_address_check():
+    for address in ('127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1'):
+        assert _loopback(address), address
+    for address in ('0.0.0.0', '::', '192.0.2.2', '::ffff:192.0.2.2'):
+        assert not _loopback(address), address
+
+
 def test_ray_map_through_a_real_local_head(ray_head):
-    with Fanout(ray_address=ray_head) as fan:
+    with Fanout(ray_address=ray_head.address) as fan:
         assert fan.kind == 'ray'
         out = fan.map(square_with_pid, ITEMS)
         seen: list[int] = []
         ticks = fan.map(ticking, [2, 5], progress=seen.append)
         with pytest.raises(ValueError, match="'not a number'"):
             fan.map(int, ['not a number'])
+        # Checked while the workers that ran the tasks are alive.
+        pids = ray_head.pids()
+        sockets = _listening_sockets(pids)
+        names = {pid: _describe(pid) for pid, _, _ in sockets}
     assert [r for r, _ in out] == [x * x for x in ITEMS]
     assert os.getpid() not in {pid for _, pid in out}
     assert ticks == [-2, -5] and sum(seen) == 7
+    # The workers that ran the tasks are the head's processes, and the
+    # head's own port is among what was found: the check sees them.
+    assert {pid for _, pid in out} <= set(pids)
+    port = int(ray_head.address.rpartition(':')[2])
+    assert port in {p for _, _, p in sockets}, sockets
+    exposed = [(pid, address, p, names[pid])
+               for pid, address, p in sockets if not _loopback(address)]
+    assert exposed == [], exposed
 
 
 def test_module_documents_the_api():
