@@ -181,9 +181,71 @@ def test_command_line_passes_the_imitation_budget(monkeypatch, tmp_path,
     assert cli.main(base) == 0
     assert cli.main(base + ['--imitation-steps', '2000',
                             '--imitation-decisions', '5000']) == 0
-    assert [(c.imitation_steps, c.imitation_decisions) for c in seen] == [
-        (200, 20000), (2000, 5000)]
+    assert cli.main(base + ['--imitation-clusters', 'both']) == 0
+    assert [(c.imitation_steps, c.imitation_decisions, c.imitation_clusters)
+            for c in seen] == [(200, 20000, 'warm-up'),
+                               (2000, 5000, 'warm-up'),
+                               (200, 20000, 'both')]
+    with pytest.raises(SystemExit) as e:      # argparse's choices
+        cli.main(base + ['--imitation-clusters', 'nova'])
+    assert e.value.code == 2
+    assert "invalid choice: 'nova'" in capsys.readouterr().err
     for option in ('--imitation-steps', '--imitation-decisions'):
         assert cli.main(base + [option, '0']) == 2
         assert f'{option} must be at least 1' in capsys.readouterr().err
-    assert len(seen) == 2
+    assert len(seen) == 3
+
+
+@pytest.mark.parametrize('clusters', ['warm-up', 'both'])
+def test_imitation_from_the_clusters_nova_built_too(small, tmp_path,
+                                                    monkeypatch, clusters):
+    """'both': half of the demonstrations start from the clusters the Nova
+    fallback built (best-fit's warm-up packs, Nova spreads), and the
+    training ranges cover them."""
+    from nova_rl_trainer.learning import imitation
+    real = imitation.demonstrations
+    seen = []
+
+    def recording(env, heuristic, n, starts, episode_decisions):
+        xs, choices = real(env, heuristic, n, starts, episode_decisions)
+        seen.append((env.warmup_policy, heuristic, n, len(xs),
+                     np.concatenate(xs)))
+        return xs, choices
+    monkeypatch.setattr(imitation, 'demonstrations', recording)
+    c = config(1)
+    c.imitation_clusters = clusters
+    trainer = train.Trainer(small, str(tmp_path), c, {}, progress=False)
+    trainer.warm_start()
+    assert trainer.history[-1]['clusters'] == clusters
+    if clusters == 'warm-up':
+        assert [s[:4] for s in seen] == [
+            ('best-fit', 'best-fit', 600, 600)]
+        return
+    assert [s[:4] for s in seen] == [('best-fit', 'best-fit', 300, 300),
+                                     ('nova-default', 'best-fit', 300, 300)]
+    # Nova's spread cluster has states best-fit's never reaches, and the
+    # exported ranges include them.
+    packed, spread = seen[0][4], seen[1][4]
+    assert not np.array_equal(packed.max(axis=0), spread.max(axis=0))
+    np.testing.assert_array_equal(
+        trainer.feature_min, np.minimum(packed.min(axis=0),
+                                        spread.min(axis=0)))
+    np.testing.assert_array_equal(
+        trainer.feature_max, np.maximum(packed.max(axis=0),
+                                        spread.max(axis=0)))
+    # The fallback's cluster at a training start is the one Nova built.
+    member = trainer.members[0]
+    start = float(member.start_grid[5])
+    nova = small()
+    nova.warmup_policy = 'nova-default'
+    np.testing.assert_array_equal(
+        member.fallback_env('nova-default').warm_start(start).host_of,
+        nova.warm_start(start).host_of)
+
+
+def test_imitation_clusters_must_be_known(small, tmp_path):
+    c = config(1)
+    c.imitation_clusters = 'nova'
+    trainer = train.Trainer(small, str(tmp_path), c, {}, progress=False)
+    with pytest.raises(ValueError, match="'warm-up' or 'both'"):
+        trainer.warm_start()

@@ -45,6 +45,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the heuristic's decisions imitated, shared "
                         'equally among the family members (default '
                         '%(default)s)')
+    p.add_argument('--imitation-clusters', choices=('warm-up', 'both'),
+                   default='warm-up',
+                   help="where the imitated decisions start: 'warm-up' "
+                        "(default: the clusters the warm-up heuristic "
+                        "built, where PPO's episodes start) or 'both' "
+                        "(half of them from the clusters Nova's weighers "
+                        'built, where the weigher acts: hotter states, '
+                        'which the training ranges then cover; no change '
+                        'when the warm-up heuristic is those weighers, as '
+                        'for pareto)')
     p.add_argument('--members', type=int, default=5)
     p.add_argument('--hidden', type=int, default=32)
     p.add_argument('--rollout-decisions', type=int, default=1024)
@@ -152,6 +162,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             warm_start=None if args.warm_start == 'none' else
             args.warm_start, imitation_steps=args.imitation_steps,
             imitation_decisions=args.imitation_decisions,
+            imitation_clusters=args.imitation_clusters,
             calibration_samples=args.calibration_samples,
             calibration_method=args.calibration_method,
             calibration_floor=args.calibration_floor,

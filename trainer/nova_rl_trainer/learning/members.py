@@ -84,6 +84,14 @@ class Member:
                                *self.calibration_starts])
         self.val_env.share_starts(self.env)
 
+    def fallback_env(self, fallback: str) -> env_mod.PlacementEnv:
+        """A training environment whose start instants hold the cluster
+        ``fallback`` built there, instead of the warm-up policy."""
+        env = self.make_env()
+        env.warmup_policy = fallback
+        env.prime_starts(list(self.start_grid))
+        return env
+
 
 class FallbackHeldOut:
     """A member's calibration starts, from the cluster its Nova fallback

@@ -128,6 +128,10 @@ class TrainConfig:
     continuation: str = 'auto'
     imitation_decisions: int = 20000
     imitation_steps: int = 200
+    # Whose clusters the demonstrations start from: 'warm-up' (the warm-up
+    # heuristic's, where RL's episodes start) or 'both' (half of them from
+    # the clusters the Nova fallback built).
+    imitation_clusters: str = 'warm-up'
     eval_every: int = 5
     eval_decisions: int = 10000     # 0: to the end of the trace
     calibration_samples: int = 200
@@ -327,14 +331,26 @@ class Trainer:
         xs: list[np.ndarray] = []
         choices: list[np.ndarray] = []
         share = -(-c.imitation_decisions // len(self.members))
+        if c.imitation_clusters not in ('warm-up', 'both'):
+            raise ValueError(f'imitation_clusters {c.imitation_clusters!r}: '
+                             "'warm-up' or 'both'")
         for k, m in enumerate(self.members):
             self.current = k
             episodes = [self._train_start() for _ in range(64)]
-            m_xs, m_choices = imitation.demonstrations(
-                m.env, name or 'nova-default', share, episodes,
-                c.ppo.episode_decisions)
-            xs += m_xs
-            choices.append(m_choices)
+            envs = [m.env]
+            if c.imitation_clusters == 'both' and \
+                    m.env.warmup_policy != self.reference:
+                # The weigher acts in clusters Nova's weighers built, which
+                # run hotter than the warm-up heuristic's: the heuristic's
+                # choices there too, and training ranges that cover them.
+                envs.append(m.fallback_env(self.reference))
+            for j, e in enumerate(envs):
+                part = share // len(envs) + (j < share % len(envs))
+                m_xs, m_choices = imitation.demonstrations(
+                    e, name or 'nova-default', part, episodes,
+                    c.ppo.episode_decisions)
+                xs += m_xs
+                choices.append(m_choices)
         choices = np.concatenate(choices)
         self._seen(xs)
         flat = np.concatenate(xs)
@@ -346,6 +362,7 @@ class Trainer:
                                   c.imitation_steps, c.seed)
             self.warm_start_name = name
             self.history.append({'stage': 'imitation',
+                                 'clusters': c.imitation_clusters,
                                  'loss_first': curve[0],
                                  'loss_last': curve[-1]})
 
