@@ -3,7 +3,7 @@ what it achieved against its warm start."""
 
 from __future__ import annotations
 
-from nova_rl_trainer.publishing import report as publishing_report
+from nova_rl_trainer.figures import save_figure
 
 
 def outcome(summary: dict) -> str:
@@ -98,4 +98,4 @@ def plot_curves(history: list[dict], baselines: dict[str, float],
     ax.set_title('PPO' + (' and Lagrange multipliers' if with_lambda
                           else ''))
     fig.tight_layout()
-    publishing_report.save_figure(fig, path)
+    save_figure(fig, path)

@@ -24,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from nova_rl_trainer.figures import save_figure
 from nova_rl_trainer.simulation import metrics as metrics_mod
 from nova_rl_trainer.simulation.metrics import RunResult
 from nova_rl_weigher import fileio
@@ -188,20 +189,3 @@ def _save(fig, directory: str, name: str) -> str:
     fig.tight_layout()
     save_figure(fig, path)
     return path
-
-
-def save_figure(fig, path: str) -> None:
-    """Save ``fig`` as a PNG at ``path`` (100 dpi) and close it.
-
-    The image is rendered in memory first and then replaced whole with
-    :func:`nova_rl_weigher.fileio.atomic_write`: matplotlib writes a path
-    in place, so a failure while rendering, or a reader of the previous
-    plot, would meet a truncated PNG.
-    """
-    from matplotlib import pyplot as plt
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format='png', dpi=100)
-    finally:
-        plt.close(fig)
-    fileio.atomic_write(path, buf.getvalue())
