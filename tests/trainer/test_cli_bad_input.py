@@ -117,26 +117,19 @@ def test_publish_json_checked_before_the_evaluation(tmp_path, capsys,
     assert not target.exists()
 
 
-@pytest.mark.parametrize('multiplier', ['nan', '-1', 'inf'])
-def test_publish_multiplier_as_nova_takes_it(tmp_path, capsys, trace,
-                                             multiplier):
+@pytest.mark.parametrize('value', ['nan', '-1', 'inf'])
+@pytest.mark.parametrize('option, words', [
+    ('--multiplier', 'multiplier must be a finite number >= 0, as '
+                     '[rl_weigher] weight_multiplier'),
+    ('--floor', 'floor must be a finite number of host-samples >= 0'),
+])
+def test_publish_numbers_no_verdict_can_use(tmp_path, capsys, trace, value,
+                                            option, words):
     rc = cli.main(['publish', '--candidate', policies.bundled_path(),
                    '--target', str(tmp_path / 'target'), '--trace', trace,
-                   *CLUSTER, '--multiplier', multiplier, '--quiet'])
+                   *CLUSTER, option, value, '--quiet'])
     assert rc == 2
-    one_line_error(capsys, 'multiplier must be a finite number >= 0, as '
-                           '[rl_weigher] weight_multiplier')
-
-
-@pytest.mark.parametrize('floor', ['nan', '-1', 'inf'])
-def test_publish_floor_is_a_number_of_host_samples(tmp_path, capsys, trace,
-                                                   floor):
-    rc = cli.main(['publish', '--candidate', policies.bundled_path(),
-                   '--target', str(tmp_path / 'target'), '--trace', trace,
-                   *CLUSTER, '--floor', floor, '--quiet'])
-    assert rc == 2
-    one_line_error(capsys, 'floor must be a finite number of host-samples '
-                           '>= 0', 'nothing was changed')
+    one_line_error(capsys, words, 'nothing was changed')
 
 
 @pytest.mark.parametrize('spec, words', [

@@ -287,6 +287,21 @@ def check_training_options(args: argparse.Namespace) -> None:
                 raise CliError(f"--{name.replace('_', '-')}: {e}") from None
 
 
+def add_floor_option(p, flag: str, scope: str = '') -> None:
+    """``flag HOST_SAMPLES``: the floor of the sampled terms in a paired
+    verdict (:func:`objectives.floor`), for ``publish`` and calibration;
+    ``scope`` begins the help (what the option applies to)."""
+    p.add_argument(flag, type=float,
+                   default=objectives_mod.DEFAULT_FLOOR_HOST_SAMPLES,
+                   metavar='HOST_SAMPLES',
+                   help=(scope + 'overload and hot host-hours are also '
+                         '"not worse" when the bound of their absolute '
+                         'difference per window is at most this many hosts '
+                         'for one usage sample (default %(default)g: 5 '
+                         'minutes of one host, the finest step usage is '
+                         'measured in; 0: the relative bound alone)'))
+
+
 def add_window_options(p) -> None:
     """``--windows N`` and ``--window-days D``: the independent held-out
     windows a paired verdict rests on."""

@@ -48,15 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument('--tolerance', type=float, default=0.0, metavar='REL',
                    help='relative slack for "not worse", e.g. 0.01 '
                         '(default 0)')
-    g.add_argument('--floor', type=float,
-                   default=objectives_mod.DEFAULT_FLOOR_HOST_SAMPLES,
-                   metavar='HOST_SAMPLES',
-                   help='overload and hot host-hours are also "not worse" '
-                        'when the bound of their absolute difference per '
-                        'window is at most this many hosts for one usage '
-                        'sample (default %(default)g: 5 minutes of one '
-                        'host, the finest step usage is measured in; 0: '
-                        'the relative bound alone)')
+    options.add_floor_option(g, '--floor')
     g.add_argument('--threshold', type=float, metavar='T',
                    help="gate confidence threshold as in nova.conf "
                         "(default: the manifest's calibrated one)")

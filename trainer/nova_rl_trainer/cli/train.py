@@ -15,7 +15,6 @@ from nova_rl_trainer.cli import options
 from nova_rl_trainer.cli import output
 from nova_rl_trainer.simulation import family as family_mod
 from nova_rl_trainer.simulation import fanout
-from nova_rl_trainer.simulation import objectives as objectives_mod
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -71,16 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "one decision cannot show it); 'auto' (default): "
                         'windows for a constrained objective (pareto), '
                         'else branch')
-    p.add_argument('--calibration-floor', type=float,
-                   default=objectives_mod.DEFAULT_FLOOR_HOST_SAMPLES,
-                   metavar='HOST_SAMPLES',
-                   help="'windows' only: overload and hot host-hours are "
-                        "also no worse than Nova's when the bound of their "
-                        'absolute difference per window is at most this '
-                        'many hosts for one usage sample (default '
-                        '%(default)g: 5 minutes of one host, the finest '
-                        'step usage is measured in; 0: the relative bound '
-                        'alone, where seconds of overload in a day decide)')
+    options.add_floor_option(p, '--calibration-floor',
+                             "'windows' calibration: ")
     p.add_argument('--eval-every', type=int, default=5, metavar='N',
                    help='judge the greedy policy on the held-out '
                         'validation episode every N PPO iterations '
