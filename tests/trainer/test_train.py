@@ -239,7 +239,8 @@ def test_imitation_from_the_clusters_nova_built_too(small, tmp_path,
     nova = small()
     nova.warmup_policy = 'nova-default'
     np.testing.assert_array_equal(
-        member.fallback_env('nova-default').warm_start(start).host_of,
+        member.fallback_env('nova-default', [start]).warm_start(
+            start).host_of,
         nova.warm_start(start).host_of)
 
 

@@ -84,12 +84,13 @@ class Member:
                                *self.calibration_starts])
         self.val_env.share_starts(self.env)
 
-    def fallback_env(self, fallback: str) -> env_mod.PlacementEnv:
-        """A training environment whose start instants hold the cluster
-        ``fallback`` built there, instead of the warm-up policy."""
+    def fallback_env(self, fallback: str, starts) -> env_mod.PlacementEnv:
+        """A new environment of this member whose ``starts`` hold the
+        cluster ``fallback`` built there, instead of the warm-up
+        policy's."""
         env = self.make_env()
         env.warmup_policy = fallback
-        env.prime_starts(list(self.start_grid))
+        env.prime_starts([float(t) for t in starts])
         return env
 
 
@@ -109,7 +110,6 @@ class FallbackHeldOut:
         if member.val_env.warmup_policy == fallback:
             self.val_env = member.val_env
         else:
-            self.val_env = member.make_env()
-            self.val_env.warmup_policy = fallback
-            self.val_env.prime_starts(list(member.calibration_starts))
+            self.val_env = member.fallback_env(fallback,
+                                               member.calibration_starts)
         self.calibration_starts = member.calibration_starts

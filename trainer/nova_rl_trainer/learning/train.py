@@ -343,7 +343,7 @@ class Trainer:
                 # The weigher acts in clusters Nova's weighers built, which
                 # run hotter than the warm-up heuristic's: the heuristic's
                 # choices there too, and training ranges that cover them.
-                envs.append(m.fallback_env(self.reference))
+                envs.append(m.fallback_env(self.reference, m.start_grid))
             for j, e in enumerate(envs):
                 part = share // len(envs) + (j < share % len(envs))
                 m_xs, m_choices = imitation.demonstrations(
