@@ -223,6 +223,8 @@ def test_publish_refuses_a_never_act_candidate(tmp_path, capsys,
     assert result.cases == [] and result.failures == []
     assert 'not evaluated' in result.table()
     assert result.summary()['reasons'] == [judge.NEVER_ACT_REFUSAL]
+    # The record says which rule the refusal was under, as a verdict's.
+    assert result.summary()['floor_host_samples'] == 1.0
     assert not os.path.lexists(target)
 
     for extra in ([], ['--threshold', '0.5'], ['--dry-run']):

@@ -285,7 +285,7 @@ def publish(candidate: str, target: str, *,
                 candidate_version=cand.policy.version, objective=obj.name,
                 terms=checked, tolerance=tolerance, current_version=None,
                 cases=[], failures=[], notes=[], dry_run=dry_run,
-                refusals=[NEVER_ACT_REFUSAL])
+                refusals=[NEVER_ACT_REFUSAL], floor_host_samples=floor)
 
         notes: list[str] = []
         cur_copy, cur_version = None, None
