@@ -329,12 +329,9 @@ def test_seconds_of_overload_are_within_the_floor_a_sample_is_not():
     assert calibration.choose_threshold(rejecting) is calibration.NEVER
 
 
-def test_the_floor_is_the_members_finest_usage_sample():
-    def held(interval):
-        return types.SimpleNamespace(val_env=types.SimpleNamespace(
-            config=types.SimpleNamespace(usage_interval_s=interval)))
-    floors = wc.floors([held(600.0), held(300.0)],
-                       ('hot_host_hours', 'rejected'), 2.0)
+def test_the_floor_is_the_finest_usage_sample_compared():
+    floors = objectives.floors(('hot_host_hours', 'rejected'),
+                               iter([600.0, 300.0]), 2.0)
     assert floors == {'hot_host_hours': pytest.approx(2 * 300 / 3600),
                       'rejected': 0.0}
     with pytest.raises(ValueError, match='host-samples'):

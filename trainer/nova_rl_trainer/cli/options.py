@@ -275,7 +275,7 @@ def check_training_options(args: argparse.Namespace) -> None:
         raise CliError(f'--minutes {args.minutes:g}: must be a number of '
                        'minutes > 0 (or give --iterations)')
     floor = getattr(args, 'calibration_floor', None)
-    if floor is not None and not (math.isfinite(floor) and floor >= 0):
+    if floor is not None and not objectives_mod.valid_floor(floor):
         raise CliError(f'--calibration-floor {floor:g}: must be a number of '
                        'host-samples >= 0')
     for name in ('warm_start', 'continuation'):

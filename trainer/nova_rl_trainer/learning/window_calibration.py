@@ -28,7 +28,8 @@ weighs), the one-sided 95% upper bound of the per-group difference, gated
 minus fallback as a share of the fallback's mean (scaled as ``publish``
 scales it, :func:`paired.relative`), is at most 0 (or, for overload and
 hot host-hours, the bound of the absolute difference is at most a floor of
-one host for one usage sample per window, :func:`floors`: Nova's weighers
+one host for one usage sample per window, :func:`objectives.floors`:
+Nova's weighers
 overload a cluster for seconds in a day, and a relative bound on seconds
 is noise), and the policy acts on
 at least :data:`calibration.MIN_DECISIONS` decisions in all, over at least
@@ -295,15 +296,6 @@ def method_text(fallback: str, groups: int, horizon_s: float,
             f'one-sided 95% bound <= 0{floor}')
 
 
-def floors(members: Sequence[HeldOut], terms: Sequence[str],
-           host_samples: float) -> dict[str, float]:
-    """Each term's :func:`objectives.floor` per window, at the finest
-    usage interval of the members (the strictest floor)."""
-    interval = min(m.val_env.config.usage_interval_s for m in members)
-    return {t: objectives_mod.floor(t, interval, host_samples)
-            for t in terms}
-
-
 def calibrate(members: Sequence[HeldOut], policy: Policy,
               objective: objectives_mod.Objective,
               horizon_s: float = calibration.DEFAULT_HORIZON_S,
@@ -315,11 +307,14 @@ def calibrate(members: Sequence[HeldOut], policy: Policy,
     ``confidence_threshold`` (:func:`calibration.manifest_fields`), the
     :func:`table`, the checked ``terms``, ``groups``, ``horizon_s``,
     ``continuation`` (the fallback), ``floor_host_samples`` (the sampled
-    terms' floor, :func:`floors`) and ``method``."""
+    terms' floor, :func:`objectives.floors` at the members' finest usage
+    interval) and ``method``."""
     fallback = fallback or calibration.fallback_of(members[0].val_env)
     groups = collect(members, policy, horizon_s, fallback, fan=fan, key=key)
     terms = checked_terms(objective)
-    rows = table(groups, terms, floors(members, terms, floor_host_samples))
+    rows = table(groups, terms, objectives_mod.floors(
+        terms, (m.val_env.config.usage_interval_s for m in members),
+        floor_host_samples))
     # Looked up at call time: the one rule for both methods.
     threshold = calibration.choose_threshold(rows)
     hours = float(np.mean([g.hours for g in groups])) if groups else 0.0

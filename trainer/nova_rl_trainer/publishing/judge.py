@@ -232,7 +232,7 @@ def publish(candidate: str, target: str, *,
     """
     if not (math.isfinite(tolerance) and tolerance >= 0):
         raise PublishError('tolerance must be a finite number >= 0')
-    if not (math.isfinite(floor) and floor >= 0):
+    if not objectives_mod.valid_floor(floor):
         raise PublishError('floor must be a finite number of host-samples '
                            '>= 0')
     if keep < 0:
@@ -330,10 +330,9 @@ def publish(candidate: str, target: str, *,
                 f'{len(cases)} held-out cases: the verdict needs at least '
                 f'{paired.MIN_GROUPS} independent ones (--windows, or '
                 'scenarios x seeds)')
-        interval = min(s.config.usage_interval_s for s in setups)
         failures, judgements = _judge(
-            cases, checked, tolerance,
-            {t: objectives_mod.floor(t, interval, floor) for t in checked})
+            cases, checked, tolerance, objectives_mod.floors(
+                checked, (s.config.usage_interval_s for s in setups), floor))
 
         result = PublishResult(
             target=target, candidate=os.path.abspath(candidate),

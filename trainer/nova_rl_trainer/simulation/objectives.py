@@ -44,7 +44,7 @@ request, so no objective is improved by failing to place VMs.
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Iterable, Mapping, Sequence
 
 NAMESPACE = 'nova_rl_trainer.objectives'
 
@@ -63,6 +63,12 @@ SAMPLED_TERMS: tuple[str, ...] = ('overload_host_hours', 'hot_host_hours')
 DEFAULT_FLOOR_HOST_SAMPLES = 1.0
 
 
+def valid_floor(host_samples: float) -> bool:
+    """Whether ``host_samples`` can be a :func:`floor`: a finite number
+    >= 0 (0: the relative bound alone)."""
+    return math.isfinite(host_samples) and host_samples >= 0
+
+
 def floor(term: str, usage_interval_s: float,
           host_samples: float = DEFAULT_FLOOR_HOST_SAMPLES) -> float:
     """How much more of ``term`` a paired comparison may find per group
@@ -72,12 +78,20 @@ def floor(term: str, usage_interval_s: float,
     ``usage_interval_s`` (in host-hours; 5 minutes of one host by default,
     the finest step the usage is measured in); 0 for every other term,
     which keeps its relative bound only (a rejection is never noise)."""
-    if not (math.isfinite(host_samples) and host_samples >= 0):
+    if not valid_floor(host_samples):
         raise ValueError('the floor must be a finite number of host-samples '
                          '>= 0')
     if term not in SAMPLED_TERMS:
         return 0.0
     return host_samples * usage_interval_s / 3600.0
+
+
+def floors(terms: Sequence[str], usage_intervals_s: Iterable[float],
+           host_samples: float) -> dict[str, float]:
+    """Each of ``terms``' :func:`floor` per group, at the finest of the
+    compared runs' usage intervals (the strictest floor)."""
+    interval = min(usage_intervals_s)
+    return {t: floor(t, interval, host_samples) for t in terms}
 
 
 class ObjectiveError(ValueError):
