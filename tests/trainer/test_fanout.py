@@ -202,35 +202,32 @@ def _stop_head(head: subprocess.Popen, temp: str) -> None:
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def _pids_mentioning(text: str) -> list[int]:
+def _pids_where(name: str, matches) -> list[int]:
+    """Processes whose ``/proc/PID/<name>`` (bytes) ``matches``; those
+    gone while looking are skipped."""
     out = []
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
             continue
         try:
-            with open(f'/proc/{entry}/cmdline', 'rb') as f:
-                if text.encode() in f.read():
-                    out.append(int(entry))
+            with open(f'/proc/{entry}/{name}', 'rb') as f:
+                content = f.read()
         except OSError:
             continue
+        if matches(content):
+            out.append(int(entry))
     return out
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    return _pids_where('cmdline', lambda cmdline: text.encode() in cmdline)
 
 
 def _pids_in_session(sid: int) -> list[int]:
-    out = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f'/proc/{entry}/stat') as f:
-                # After the command name (in parentheses, may hold spaces):
-                # state, ppid, pgrp, session.
-                fields = f.read().rpartition(')')[2].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:
-            out.append(int(entry))
-    return out
+    # After the command name (in parentheses, may hold spaces): state,
+    # ppid, pgrp, session.
+    return _pids_where('stat', lambda stat: int(
+        stat.rpartition(b')')[2].split()[3]) == sid)
 
 
 def _listening_tcp() -> dict[str, tuple[str, int]]:
