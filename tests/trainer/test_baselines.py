@@ -99,6 +99,51 @@ def test_load_aware_packs_towards_the_target_on_measured_use():
     assert choose('load-aware:target=0.9', sim, vm) == 3
 
 
+def lifetimes_state(project, request=(1, 256)):
+    """Three hosts at t = 2000: host 0 runs a 4-vCPU VM of project
+    'short' (lifetimes 100 s: expected to end at 2050), host 1 a 1-vCPU VM
+    of 'long' (1000 s: at 2950), host 2 is empty; a request of
+    ``project`` is pending."""
+    rows = []
+    for name, life in (('short', 100), ('long', 1000), ('tiny', 10)):
+        rows += [(0, life, 1, 256, 0, 0.5, name)] * 3
+    rows += [(1950, None, 4, 1024, 0, 0.5, 'short'),
+             (1950, None, 1, 256, 0, 0.5, 'long'),
+             (2000, None, *request, 0, 0.5, project)]
+    wl = simulator.Workload(make_trace(rows), 0)
+    sim = simulator.Simulation(
+        wl, small_cluster(hosts=3, host_vcpus=8, host_ram_mb=8192))
+    sim.enable_usage()
+    sim.keep_signals()
+    for host in [2] * 9 + [0, 1]:
+        sim.place(sim.next_decision(), host)
+    vm = sim.next_decision()
+    assert sim.now == 2000
+    return sim, vm
+
+
+def test_lifetime_fit_extends_busy_periods_least():
+    # best-fit takes the fullest host, 0, whatever the request's life.
+    sim, vm = lifetimes_state('long')
+    assert choose('best-fit', sim, vm) == 0
+    # A 1000 s request would keep host 0 busy 950 s longer, host 1 50 s.
+    assert choose('lifetime-fit', sim, vm) == 1
+    # A 10 s request extends neither: best-fit among them.
+    sim, vm = lifetimes_state('tiny')
+    assert choose('lifetime-fit', sim, vm) == 0
+    # No prediction (a new project, a flavor never seen): best-fit.
+    sim, vm = lifetimes_state('new', request=(2, 512))
+    assert sim.request_signals(vm).life is None
+    assert choose('lifetime-fit', sim, vm) == 0
+
+
+def test_lifetime_fit_opens_an_empty_host_only_when_it_must():
+    # Hosts 0 and 1 full: the empty host 2 is the only candidate.
+    sim, vm = lifetimes_state('long')
+    sim.fit[:2] = False
+    assert choose('lifetime-fit', sim, vm) == 2
+
+
 def test_baseline_options_and_errors():
     p = policies.make_policy('nova-default:num_instances=-1,ram=2')
     assert p.multipliers == nova_weighers.NovaMultipliers(

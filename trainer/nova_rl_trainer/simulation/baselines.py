@@ -19,6 +19,16 @@ fixed per scheduler process but not the simulator's; see trainer/README.md).
     the host left with the least free capacity: the smallest sum over vCPU,
     RAM (and disk, if any) of free capacity after placing the request /
     the host's capacity.
+``lifetime-fit``
+    best-fit among the hosts already running VMs whose expected busy
+    period the request extends least (so VMs that will leave together
+    share hosts, which then empty together, as lifetime-aware schedulers
+    such as Google's LAVA do), by the lifetimes schema v2 predicts for
+    the policy (``nova_rl_weigher.lifetimes``, the simulator's history):
+    the request's predicted median life (its siblings', else its
+    project's and flavor's) against each host's expected remaining busy
+    time. Without a prediction for the request, or with no active host
+    among the candidates, plain best-fit.
 ``tetris``
     the largest dot product of the request and the host's free capacity,
     both as fractions of that host's capacity (Grandl et al., SIGCOMM
@@ -111,7 +121,9 @@ class BestFit(Baseline):
         self._any_d = bool(inv_d.any())
         self._mixed = sim.ram_offset * inv_r + sim.disk_offset * inv_d
 
-    def choose(self, vm: int, fit: np.ndarray) -> int:
+    def left(self, vm: int) -> np.ndarray:
+        """Every host's score, lower is tighter (meaningless where the
+        request does not fit)."""
         sim = self.sim
         if self._mixed is None:
             # Free capacity minus constants: the request's share and the
@@ -121,14 +133,43 @@ class BestFit(Baseline):
                 - sim.vcpus_used * self._inv_v
             if self._inv_d:
                 left += sim.disk_free_mb * self._inv_d
-            return int(np.where(fit, left, np.inf).argmin())
+            return left
         # Sum over resources of (free after placing) / host capacity, the
         # vCPU term's constant 1 dropped.
         left = (sim.ram_free_mb - self._m[vm]) * self._inv_r \
             - (sim.vcpus_used + self._v[vm]) * self._inv_v + self._mixed
         if self._any_d:
             left += (sim.disk_free_mb - self._d[vm]) * self._inv_d
-        return int(np.where(fit, left, np.inf).argmin())
+        return left
+
+    def choose(self, vm: int, fit: np.ndarray) -> int:
+        return int(np.where(fit, self.left(vm), np.inf).argmin())
+
+
+class LifetimeFit(BestFit):
+    """Best-fit among the active hosts whose busy period the request
+    extends least, by schema v2's lifetime predictions."""
+
+    name = 'lifetime-fit'
+    needs_usage = True
+
+    def choose(self, vm: int, fit: np.ndarray) -> int:
+        sim = self.sim
+        cand = np.flatnonzero(fit)
+        # Candidates tightest first; stable, so ties keep host order.
+        cand = cand[np.argsort(self.left(vm)[cand], kind='stable')]
+        life = sim.request_signals(vm).life
+        active = sim.num_instances[cand] > 0
+        if life is None or not active.any():
+            return int(cand[0])
+        cand = cand[active]
+        # Row 4 of the host signals: expected remaining busy time, NaN
+        # where none of the host's VMs has a prediction (counted as
+        # extended by the whole predicted life, as an empty host would be).
+        remaining = sim.host_signals(cand)[4]
+        extension = np.maximum(life.median_s - remaining, 0.0)
+        np.copyto(extension, life.median_s, where=np.isnan(extension))
+        return int(cand[extension.argmin()])
 
 
 class Tetris(Baseline):
@@ -241,4 +282,4 @@ def _inverse(cap: np.ndarray) -> np.ndarray:
 
 BASELINES: dict[str, Callable[..., Baseline]] = {
     cls.name: cls for cls in (NovaWeighers, NovaPack, FirstFit, BestFit,
-                              Tetris, LoadAware)}
+                              Tetris, LoadAware, LifetimeFit)}
