@@ -76,6 +76,25 @@ def test_evaluate_writes_nothing_when_an_output_cannot_be(
     assert not (tmp_path / 'report').exists()
 
 
+def test_evaluate_policies_with_several_options(tmp_path, capsys, trace):
+    """The options of one policy are comma-separated after its colon, in
+    the comma-separated list of policies."""
+    out = tmp_path / 'e.json'
+    argv = ['evaluate', '--trace', trace, *CLUSTER, '--json', str(out),
+            '--report', str(tmp_path / 'report'), '--jobs', '1', '--quiet',
+            '--policies']
+    assert cli.main(argv + ['first-fit,bundled:threshold=0.3,multiplier=2,'
+                            'nova-default:ram=1,cpu=2']) == 0
+    assert [m['policy'] for m in json.loads(out.read_text())] == [
+        'first-fit', 'bundled:threshold=0.3,multiplier=2',
+        'nova-default:ram=1,cpu=2']
+    out.unlink()
+    capsys.readouterr()
+    assert cli.main(argv + ['multiplier=2,first-fit']) == 2
+    one_line_error(capsys, "option 'multiplier=2' comes before any policy")
+    assert not out.exists()
+
+
 def test_decisions_report_and_times(tmp_path, capsys, afile):
     log = tmp_path / 'log'
     log.mkdir()

@@ -145,3 +145,42 @@ def test_bad_artifact_specs(tmp_path):
         policies.make_policy(f'{path}:mode=sometimes')
     with pytest.raises(policies.PolicyError, match='unknown option'):
         policies.make_policy(f'{path}:colour=3')
+
+
+def test_split_specs_two_options_on_one_spec(tmp_path):
+    path = str(tmp_path / 'p' / 'policy')
+    assert policies.split_specs(
+        f'nova-default,{path}:threshold=0.3,multiplier=2') == [
+            'nova-default', f'{path}:threshold=0.3,multiplier=2']
+    # Each joined spec splits into its name and all its options.
+    assert policies.split_spec(f'{path}:threshold=0.3,multiplier=2') == (
+        path, {'threshold': '0.3', 'multiplier': '2'})
+
+
+def test_split_specs_several_specs_each_with_options():
+    assert policies.split_specs(
+        'bundled:threshold=0.3,multiplier=2, bundled:mode=raw,canary=5,'
+        'nova-default:ram=1,cpu=2,first-fit') == [
+            'bundled:threshold=0.3,multiplier=2', 'bundled:mode=raw,canary=5',
+            'nova-default:ram=1,cpu=2', 'first-fit']
+
+
+def test_split_specs_plain_list(tmp_path, monkeypatch):
+    assert policies.split_specs(' nova-default,,best-fit ,out/p/policy,') == [
+        'nova-default', 'best-fit', 'out/p/policy']
+    assert policies.split_specs('') == []
+    # A directory named like an option is a spec of its own.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'a=b').mkdir()
+    assert policies.split_specs('bundled:mode=raw,a=b') == [
+        'bundled:mode=raw', 'a=b']
+
+
+@pytest.mark.parametrize('text, words', [
+    ('threshold=0.3,bundled', 'comes before any policy'),
+    (' ,multiplier=2', 'comes before any policy'),
+    ('nova-default,ram=2', 'write nova-default:ram=2'),
+])
+def test_split_specs_option_without_its_policy(text, words):
+    with pytest.raises(policies.PolicyError, match=words):
+        policies.split_specs(text)

@@ -8,13 +8,16 @@ import argparse
 from nova_rl_trainer.cli import options
 from nova_rl_trainer.cli import output
 from nova_rl_trainer.simulation import evaluation
+from nova_rl_trainer.simulation import policies as policies_mod
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser('evaluate', help='compare policies on a trace')
     options.add_setup_options(p)
     p.add_argument('--policies', required=True, metavar='A,B,...',
-                   help='comma-separated policy names or paths')
+                   help='comma-separated policy names or paths; the '
+                        'options of one policy are comma-separated after '
+                        'its colon (e.g. PATH:threshold=0.3,multiplier=2)')
     p.add_argument('--json', required=True, metavar='OUT',
                    help='write a list of metrics, one per policy')
     p.add_argument('--report', required=True, metavar='DIR',
@@ -25,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nova_rl_trainer.publishing import report
-    specs = [s.strip() for s in args.policies.split(',') if s.strip()]
+    specs = policies_mod.split_specs(args.policies)
     if not specs:
         raise options.CliError('--policies is empty')
     output.check_writable(args.json)

@@ -123,6 +123,43 @@ def split_spec(spec: str) -> tuple[str, dict[str, str]]:
     return head, options
 
 
+def _is_option(piece: str) -> bool:
+    """Whether a piece of a comma-separated list of specs is ``KEY=VALUE``
+    (an option of the spec before it) rather than a spec of its own: it
+    has ``=``, neither ``:`` nor ``/``, and is not a directory."""
+    return ('=' in piece and ':' not in piece and '/' not in piece
+            and not os.path.isdir(piece))
+
+
+def split_specs(text: str) -> list[str]:
+    """A comma-separated list of specs -> the specs.
+
+    Options of one spec are comma-separated too, so a piece that is
+    ``KEY=VALUE`` (:func:`_is_option`) continues the options of the spec
+    before it: ``'nova-default,p:threshold=0.3,multiplier=2'`` ->
+    ``['nova-default', 'p:threshold=0.3,multiplier=2']``. Empty pieces are
+    skipped. PolicyError for such a piece with no spec before it, or after
+    a spec that has no options.
+    """
+    specs: list[str] = []
+    for piece in (p.strip() for p in text.split(',')):
+        if not piece:
+            continue
+        if not _is_option(piece):
+            specs.append(piece)
+            continue
+        if not specs:
+            raise PolicyError(f'option {piece!r} comes before any policy: '
+                              'options follow a policy after its colon, '
+                              'as NAME:KEY=VALUE,KEY=VALUE')
+        if not split_spec(specs[-1])[1]:
+            raise PolicyError(f'option {piece!r} follows policy '
+                              f'{specs[-1]!r}, which has no options: '
+                              f'write {specs[-1]}:{piece}')
+        specs[-1] += ',' + piece
+    return specs
+
+
 def _floats(spec: str, options: dict[str, str]) -> dict[str, float]:
     out = {}
     for key, value in options.items():
