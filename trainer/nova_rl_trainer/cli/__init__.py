@@ -11,6 +11,8 @@
     nova-rl-trainer scenarios            # the named presets
     nova-rl-trainer size-cluster ...     # hosts for a trace to peak at 90%
     nova-rl-trainer train ...            # learn a policy (torch)
+    nova-rl-trainer calibrate --policy DIR (--scenario NAME | --trace PATH
+        --cluster FILE) --out DIR    # its gate calibrated on your cloud
     nova-rl-trainer publish ... / rollback --target DIR
     nova-rl-trainer ingest --source gnocchi|csv [auth] --start T --stop T
         --out trace.csv       # an operator's own workload, from telemetry
@@ -40,6 +42,7 @@ from typing import Sequence
 
 import threadpoolctl
 
+from nova_rl_trainer.cli import calibrate
 from nova_rl_trainer.cli import cluster
 from nova_rl_trainer.cli import decisions
 from nova_rl_trainer.cli import evaluate
@@ -57,8 +60,8 @@ from nova_rl_trainer.simulation import objectives as objectives_mod
 from nova_rl_trainer.simulation import policies as policies_mod
 from nova_rl_trainer.simulation import traces
 
-COMMANDS = (simulate, evaluate, scenarios, size_cluster, train, publish,
-            ingest, snapshot, cluster, outcomes, retrain, decisions)
+COMMANDS = (simulate, evaluate, scenarios, size_cluster, train, calibrate,
+            publish, ingest, snapshot, cluster, outcomes, retrain, decisions)
 
 
 def build_parser() -> argparse.ArgumentParser:

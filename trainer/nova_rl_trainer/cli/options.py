@@ -109,8 +109,11 @@ def add_measurement_options(g) -> None:
                         "gated policy abstains (default %(default)s)")
 
 
-def add_setup_options(p: argparse.ArgumentParser) -> None:
-    """Trace, cluster, measurement, objective and seed options."""
+def add_setup_options(p: argparse.ArgumentParser,
+                      objective_default: str | None = 'packing') -> None:
+    """Trace, cluster, measurement, objective and seed options
+    (``--objective`` defaults to ``objective_default``; None: the policy
+    manifest's, for commands that read one)."""
     g = p.add_argument_group('trace')
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument('--trace', metavar='PATH',
@@ -124,9 +127,10 @@ def add_setup_options(p: argparse.ArgumentParser) -> None:
         'cluster (a file of host groups, or identical hosts)'))
     add_measurement_options(p.add_argument_group('measurement'))
     g = p.add_argument_group('objective and seed')
-    g.add_argument('--objective', default='packing',
-                   help='objective plugin (default %(default)s); one of: '
-                        + ', '.join(_objective_names()))
+    g.add_argument('--objective', default=objective_default,
+                   help='objective plugin (default '
+                        + (objective_default or "the policy manifest's")
+                        + '); one of: ' + ', '.join(_objective_names()))
     g.add_argument('--objective-option', action='append', default=[],
                    metavar='KEY=NUMBER',
                    help='term weight (or, for mix, objective weight); '
