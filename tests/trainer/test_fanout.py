@@ -1,4 +1,5 @@
-"""Fanout: ordered results, the worker's exceptions, identical paths, Ray.
+"""Fanout: ordered results, the worker's exceptions, identical paths, Ray,
+local workers that die with a killed parent.
 
 The Ray test starts a real local Ray head on 127.0.0.1 (skipped, saying
 so, when Ray is not installed: it is optional), and checks that none of
@@ -15,6 +16,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
+import threading
 import time
 
 import pytest
@@ -43,7 +46,17 @@ def blas_threads(_: int) -> int:
     return max((i['num_threads'] for i in infos), default=1)
 
 
+def write_pid_and_block(directory: str) -> None:
+    """A task that never ends: names its worker (an empty file called by
+    the worker's pid in ``directory``), then waits for ever."""
+    open(os.path.join(directory, str(os.getpid())), 'x').close()
+    threading.Event().wait()
+
+
 ITEMS = [5, 3, 8, 1, 0, 7, 2]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
 
 
 def test_inline_and_processes_give_identical_ordered_results():
@@ -80,6 +93,142 @@ def test_progress_ticks_reach_the_caller_on_every_path():
 def test_workers_run_one_blas_thread():
     with Fanout(workers=2) as fan:
         assert fan.map(blas_threads, [0, 1]) == [1, 1]
+
+
+#: A parent whose two workers block for ever: ``python -c ORPHANS DIR``.
+ORPHANS = textwrap.dedent('''
+    import sys
+    from nova_rl_trainer.simulation.fanout import Fanout
+    from tests.trainer.test_fanout import write_pid_and_block
+    with Fanout(workers=2) as fan:
+        fan.map(write_pid_and_block, [sys.argv[1]] * 2)
+''')
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'),
+                    reason='workers die with their parent on Linux only')
+def test_workers_die_when_their_parent_is_killed(tmp_path):
+    # The parent has a session of its own and only its pid is killed,
+    # as by `kill -KILL PID` or a job scheduler's timeout: nothing of it
+    # runs any more (no pool shutdown) and no signal reaches the workers.
+    pids_dir = tmp_path / 'pids'
+    pids_dir.mkdir()
+    with open(tmp_path / 'parent.log', 'wb') as log:
+        parent = subprocess.Popen(
+            [sys.executable, '-c', ORPHANS, str(pids_dir)], cwd=ROOT,
+            env=_child_env(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    workers: dict[int, bytes] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2:
+            assert parent.poll() is None, _tail(tmp_path / 'parent.log')
+            assert time.monotonic() < deadline, \
+                'the workers did not start within 120 s'
+            for name in os.listdir(pids_dir):
+                workers.setdefault(int(name), _start_time(int(name)))
+            time.sleep(0.05)    # polling for the workers, not timing
+        assert {_ppid(pid) for pid in workers} == {parent.pid}
+        parent.kill()
+        parent.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(_alive(pid, start) for pid, start in workers.items()) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)    # polling for their exit, not timing
+        left = [pid for pid, start in workers.items()
+                if _alive(pid, start)]
+        assert left == [], (f'workers {left} outlived their killed parent '
+                            f'by 30 s')
+    finally:
+        _stop_session(parent, workers)
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'),
+                    reason='workers die with their parent on Linux only')
+def test_a_worker_whose_parent_died_before_it_started_exits_at_once():
+    # The parent died before the worker's initializer ran: no signal will
+    # come, the worker's parent is another process already.
+    code = ('import sys\n'
+            'from nova_rl_trainer.simulation import fanout\n'
+            'fanout._die_with_parent(int(sys.argv[1]))\n'
+            'print("still running")\n')
+    for parent_pid, status, out in ((os.getpid() + 1, 1, ''),
+                                    (os.getpid(), 0, 'still running\n')):
+        proc = subprocess.run([sys.executable, '-c', code, str(parent_pid)],
+                              env=_child_env(), capture_output=True,
+                              text=True, timeout=60)
+        assert (proc.returncode, proc.stdout) == (status, out), proc.stderr
+
+
+def _child_env() -> dict[str, str]:
+    """This environment, importing the tests and the trainer from where
+    this process does."""
+    trainer = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(fanout.__file__))))
+    path = [ROOT, trainer] + [
+        p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+    return {**os.environ, 'PYTHONPATH': os.pathsep.join(path)}
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    """``/proc/PID/stat`` after the command name (state, ppid, pgrp,
+    session, ...), or None once the process is gone."""
+    try:
+        with open(f'/proc/{pid}/stat', 'rb') as f:
+            return f.read().rpartition(b')')[2].split()
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> bytes:
+    stat = _stat(pid)
+    return stat[19] if stat else b''
+
+
+def _ppid(pid: int) -> int | None:
+    stat = _stat(pid)
+    return int(stat[1]) if stat else None
+
+
+def _alive(pid: int, start: bytes | None = None) -> bool:
+    """The process still runs: neither gone nor a zombie nobody reaped
+    yet, nor (given its ``start`` time) its pid taken by another one."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] != b'Z' \
+        and start in (None, stat[19])
+
+
+def _stop_session(parent: subprocess.Popen, workers: dict[int, bytes]
+                  ) -> None:
+    """Leave nothing behind: the parent, the workers that outlived it
+    (the bug), then whatever else of its session (multiprocessing's
+    resource tracker, which unlinks the parent's semaphores and exits once
+    the workers are gone)."""
+    if parent.poll() is None:
+        parent.kill()
+        parent.wait(timeout=60)
+    _kill([pid for pid, start in workers.items() if _alive(pid, start)])
+    deadline = time.monotonic() + 30
+    while True:
+        rest = [pid for pid in _pids_in_session(parent.pid)
+                if _alive(pid)]
+        if not rest or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)        # polling for their exit, not timing
+    _kill(rest)
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _tail(path) -> str:
+    with open(path, 'rb') as f:
+        return f.read()[-2000:].decode(errors='replace')
 
 
 @pytest.mark.parametrize('workers', [0, -1, 1.5, True])
