@@ -90,6 +90,9 @@ def test_the_copy_keeps_the_weights_and_acts_where_it_qualifies(tmp_path):
     assert gate.threshold_for(copy, None) == 0.2
     assert sorted(os.listdir(tmp_path)) == [
         'policy', 'policy-calibrated', 'policy.json']
+    # Readable as any directory made here (not mkdtemp's 0700).
+    os.mkdir(tmp_path / 'reference')
+    assert os.stat(out).st_mode == os.stat(tmp_path / 'reference').st_mode
 
 
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):

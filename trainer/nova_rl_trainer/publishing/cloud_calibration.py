@@ -25,8 +25,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import secrets
 import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -161,7 +161,12 @@ def _write_copy(policy: Policy, out: str, calib: dict) -> None:
     manifest = policy.manifest
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.calibrating-', dir=parent)
+    # os.mkdir, not mkdtemp: the copy gets the umask's mode, as train's
+    # output does (mkdtemp's 0700 would hide it from nova-scheduler's
+    # user).
+    tmp = os.path.join(parent, f'.{os.path.basename(out)}.calibrating-'
+                               f'{secrets.token_hex(8)}')
+    os.mkdir(tmp)
     try:
         ranges = manifest['feature_ranges']
         norm = manifest['normalisation']
